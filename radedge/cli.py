@@ -1,0 +1,78 @@
+"""`radedge` command line: one group, each subcommand in radedge/commands/, loaded on first use.
+
+Exit codes (DESIGN.md): 0 every input handled; 1 finished but some inputs failed; 2 nothing done.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from typing import Any, Callable
+
+import click
+
+from .errors import RadEdgeError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_DONE = 0, 1, 2
+
+# name -> "module:attribute"; modules are imported only when their command runs.
+COMMANDS = {
+    "label-reports": "radedge.commands.label_reports:label_reports",
+    "score-dicoms": "radedge.commands.score_dicoms:score_dicoms",
+    "eval": "radedge.commands.evaluate:evaluate",
+    "models": "radedge.commands.models:models",
+    "bench": "radedge.commands.bench:bench",
+    "build-engine": "radedge.commands.build_engine:build_engine",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:  # a command whose optional part is not installed
+            raise click.ClickException(f"'{name}' is not available: {exc}") from exc
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Print tracebacks with errors.")
+@click.version_option(package_name="radedge")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """radedge: label chest X-ray reports and score chest radiographs on premises."""
+    ctx.obj = {"verbose": verbose}
+
+
+def fail(message: str, code: int = EXIT_NOTHING_DONE) -> None:
+    """One line on stderr, then exit with `code`."""
+    click.echo(f"radedge: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn RadEdgeError / OSError / ValueError raised before or outside per-item handling into
+    a one-line error and exit 2 (`--verbose` adds the traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RadEdgeError, OSError, ValueError) as exc:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and (ctx.find_root().obj or {}).get("verbose"):
+                traceback.print_exc()
+            fail(str(exc))
+
+    return wrapper
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

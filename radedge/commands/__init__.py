@@ -1,0 +1,1 @@
+"""One module per `radedge` subcommand (see radedge/cli.py)."""

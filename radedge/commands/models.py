@@ -1,0 +1,60 @@
+"""`radedge models list|verify`."""
+from __future__ import annotations
+
+import click
+
+from .. import registry
+from ..cli import EXIT_NOTHING_DONE, EXIT_OK, guarded
+from ..errors import ModelError
+from ..manifest import Manifest
+
+
+@click.group()
+def models() -> None:
+    """List and verify installed models."""
+
+
+@models.command("list")
+@guarded
+def list_() -> None:
+    """Every model on the search path ($RADEDGE_MODEL_DIR, models/, installed)."""
+    entries = registry.list_models()
+    if not entries:
+        click.echo("no models found in: " + ", ".join(str(d) for d in registry.search_path()))
+        return
+    defaults = set(registry.DEFAULTS.values())
+    for e in entries:
+        if e.manifest is None:
+            click.echo(f"{e.name:24s} BROKEN  {e.problem}")
+            continue
+        mark = " (default)" if e.name in defaults else ""
+        click.echo(f"{e.name:24s} {e.manifest.task:15s} {e.manifest.precision:5s} {e.path}{mark}")
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+@guarded
+def verify(names: tuple[str, ...]) -> None:
+    """Check manifests, sha256 of every file, and graph tensors; all models when no NAMES."""
+    from ..backends import open_backend
+
+    paths = [registry.resolve(n, _task_of(n)) for n in names] if names else [e.path for e in registry.list_models()]
+    bad = 0
+    for path in paths:
+        try:
+            manifest = Manifest.read(path)
+            manifest.verify_files(path)
+            open_backend(path, manifest)
+            click.echo(f"ok      {path}")
+        except ModelError as exc:
+            bad += 1
+            click.echo(f"FAILED  {path}: {exc}", err=True)
+    raise SystemExit(EXIT_NOTHING_DONE if bad else EXIT_OK)
+
+
+def _task_of(name: str) -> str:
+    # "default" is ambiguous between tasks; verify the report default (both are listed with no NAMES).
+    for task, folder in registry.DEFAULTS.items():
+        if name == folder:
+            return task
+    return "report-labels"

@@ -1,0 +1,95 @@
+"""Where models are found: `$RADEDGE_MODEL_DIR`, the checkout's `models/`, the installed package.
+
+A model is named by its folder name or given as a path; `"default"` means the shipped default for
+the task (DEFAULTS below).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ManifestError, ModelNotFoundError
+from .manifest import MANIFEST_NAME, Manifest
+
+if TYPE_CHECKING:
+    from .backends import Backend
+
+ENV_VAR = "RADEDGE_MODEL_DIR"
+# The shipped default model folder for each task.
+DEFAULTS = {"report-labels": "report-student", "image-findings": "image-vit"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    manifest: Manifest | None
+    problem: str | None = None  # why the manifest could not be read
+
+
+def search_path() -> list[Path]:
+    """Folders searched for models, first match wins: $RADEDGE_MODEL_DIR (os.pathsep-separated),
+    the source checkout's models/, then the models installed with the package."""
+    dirs: list[Path] = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    dirs.append(here.parent / "models")
+    dirs.append(here / "shipped")  # non-editable installs copy models/ there (pyproject.toml)
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def resolve(name_or_path: str | os.PathLike, task: str) -> Path:
+    """The model folder for a name, `"default"`, or a path; raises ModelNotFoundError."""
+    text = str(name_or_path)
+    if text == "default":
+        text = DEFAULTS[task]
+    candidate = Path(text).expanduser()
+    if candidate.is_dir() or os.sep in text or text.startswith("."):
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+        raise ModelNotFoundError(f"{candidate}: not a model folder (no {MANIFEST_NAME})")
+    for root in search_path():
+        folder = root / text
+        if (folder / MANIFEST_NAME).is_file():
+            return folder
+    where = ", ".join(str(d) for d in search_path()) or "(no model folders found)"
+    raise ModelNotFoundError(f"no model named {text!r} in {where}; set ${ENV_VAR} or pass a path")
+
+
+def list_models() -> list[ModelEntry]:
+    """Every model folder on the search path, shadowed names included only once."""
+    entries: dict[str, ModelEntry] = {}
+    for root in search_path():
+        for folder in sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file()):
+            if folder.name in entries:
+                continue
+            try:
+                entries[folder.name] = ModelEntry(folder.name, folder, Manifest.read(folder))
+            except ManifestError as exc:
+                entries[folder.name] = ModelEntry(folder.name, folder, None, str(exc))
+    return list(entries.values())
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    path: Path
+    manifest: Manifest
+    backend: "Backend"
+
+
+def open_model(name_or_path: str | os.PathLike, task: str, backend: str = "onnxruntime", device: str = "cpu",
+               threads: int | None = None) -> LoadedModel:
+    """Resolve, verify (sha256 of every file) and open a model; the one way pipelines load one."""
+    from .backends import open_backend
+
+    path = resolve(name_or_path, task)
+    manifest = Manifest.read(path)
+    if manifest.task != task:
+        raise ManifestError(f"{path}: a {manifest.task!r} model, not {task!r}")
+    manifest.verify_files(path)
+    return LoadedModel(path, manifest, open_backend(path, manifest, backend=backend, device=device, threads=threads))

@@ -74,5 +74,26 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def model_options(default_model: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--model / --backend / --device / --threads, shared by every command that runs a model."""
+    from .backends import BACKENDS, DEVICES
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([
+            click.option("--model", "model", default=default_model, show_default=True,
+                         help="Model name, 'default', or a model folder path."),
+            click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True,
+                         help="Inference engine."),
+            click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                         help="cpu, cuda (error if absent), or auto (GPU if present, else CPU with a warning)."),
+            click.option("--threads", type=click.IntRange(1), default=None,
+                         help="Inference threads (default: onnxruntime's choice)."),
+        ]):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

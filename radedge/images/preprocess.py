@@ -1,0 +1,153 @@
+"""Image preprocessing shared by training (export/) and serving (radedge/): a model is served
+exactly as it was trained, because both sides call `preprocess` with the manifest's spec.
+
+Input convention: a 2-D float32 image in [0, 1] in *display orientation* (higher = brighter, i.e.
+MONOCHROME1 already inverted, LUTs already applied). `radedge.images.dicom` produces that from DICOM
+files and `load_image` from PNG / JPEG files.
+
+The manifest's ``preprocess`` dict (the *spec*) has these keys:
+
+``size`` (int)
+    Output height and width in pixels (square).
+``resize`` ("letterbox" | "stretch", default "letterbox")
+    letterbox: scale the longer side to ``size`` keeping the aspect ratio, centre the image and pad
+    the rest with 0 (black, the background of a radiograph); stretch: resize both axes to ``size``.
+    opencv INTER_AREA when shrinking (no aliasing), INTER_LINEAR when enlarging.
+``channels`` (1 | 3, default 3)
+    The grey image repeated on this many channels (3 for ImageNet-pretrained backbones).
+``mean``, ``std`` (lists of 1 or ``channels`` floats, default [0.0] / [1.0])
+    Normalisation after resizing: ``(x - mean[c]) / std[c]`` per channel, on the [0, 1] scale.
+``voi`` (bool, default False)
+    Read by the DICOM reader, not here: True applies the file's VOI (window centre / width or VOI
+    LUT) before scaling to [0, 1]; False scales the modality-LUT output min-max over its stored range.
+
+The result is float32 ``[channels, size, size]``; `preprocess_batch` stacks to ``[batch, ...]``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+RESIZE_RULES = ("letterbox", "stretch")
+# Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
+# colour image counts as grey stored in colour (e.g. a secondary capture or a PNG saved as RGB).
+GREY_SPREAD = 0.02
+
+
+class ImageLoadError(InputError):
+    """A PNG / JPEG file cannot be read, or holds a colour (not grey) picture."""
+
+
+def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with defaults filled in; ValueError names the bad key."""
+    try:
+        size = int(spec["size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"preprocess spec needs an integer 'size': {dict(spec)!r}") from exc
+    resize = spec.get("resize", "letterbox")
+    channels = int(spec.get("channels", 3))
+    mean = [float(v) for v in spec.get("mean", [0.0])]
+    std = [float(v) for v in spec.get("std", [1.0])]
+    if size < 1:
+        raise ValueError(f"preprocess size must be positive, got {size}")
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"preprocess resize must be one of {RESIZE_RULES}, got {resize!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"preprocess channels must be 1 or 3, got {channels}")
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels):
+            raise ValueError(f"preprocess {key} needs 1 or {channels} values, got {len(values)}")
+    if any(s <= 0 for s in std):
+        raise ValueError("preprocess std values must be positive")
+    return {"size": size, "resize": resize, "channels": channels, "mean": mean, "std": std,
+            "voi": bool(spec.get("voi", False))}
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def resize_square(image: np.ndarray, size: int, rule: str = "letterbox") -> np.ndarray:
+    """Resize a 2-D image to ``size`` x ``size`` by the spec's rule (see the module docstring)."""
+    if rule == "stretch":
+        return _resize(image, size, size)
+    h, w = image.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = _resize(image, nh, nw)
+    return out
+
+
+def preprocess(image: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """A 2-D float32 image in [0, 1] -> float32 [channels, size, size], ready for the model."""
+    s = check_spec(spec)
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"preprocess needs a 2-D grey image, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError("preprocess got an empty image")
+    resized = resize_square(image.astype(np.float32, copy=False), s["size"], s["resize"])
+    out = np.repeat(resized[None], s["channels"], axis=0)
+    mean = np.asarray(s["mean"], dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(s["std"], dtype=np.float32).reshape(-1, 1, 1)
+    return ((out - mean) / std).astype(np.float32, copy=False)
+
+
+def preprocess_batch(images: Iterable[np.ndarray], spec: Mapping[str, Any]) -> np.ndarray:
+    """Several 2-D images -> float32 [batch, channels, size, size]."""
+    arrays = [preprocess(im, spec) for im in images]
+    if not arrays:
+        s = check_spec(spec)
+        return np.zeros((0, s["channels"], s["size"], s["size"]), dtype=np.float32)
+    return np.stack(arrays)
+
+
+def grey_from_colour(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+    """Grey (ITU-R BT.601 luma) from an [H, W, 3] float image in [0, 1] whose channels agree.
+
+    A radiograph stored as RGB (secondary captures, PNGs saved in colour) has R = G = B up to
+    compression noise; a real colour picture (a photo, a colour-coded map) is refused, because no
+    chest-radiograph model should guess at it.
+    """
+    spread = float(np.mean(rgb.max(axis=2) - rgb.min(axis=2)))
+    if spread > GREY_SPREAD:
+        raise ImageLoadError(f"{what}: colour image (mean channel spread {spread:.3f} > {GREY_SPREAD}), "
+                             "not a greyscale radiograph")
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """A PNG / JPEG (any format opencv reads) as a 2-D float32 image in [0, 1].
+
+    Integer pixels are divided by their type's maximum (255 for 8-bit, 65535 for 16-bit), as the
+    public chest X-ray datasets store them. Grey stored as RGB(A) is converted (`grey_from_colour`);
+    colour pictures raise ImageLoadError with the reason.
+    """
+    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile: non-ASCII paths work on every OS
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ImageLoadError(f"{path}: not an image opencv can read")
+    if np.issubdtype(image.dtype, np.integer):
+        scaled = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+    else:
+        scaled = np.clip(image.astype(np.float32), 0.0, 1.0)
+    if scaled.ndim == 3:
+        if scaled.shape[2] == 1:
+            scaled = scaled[:, :, 0]
+        else:
+            rgb = cv2.cvtColor(scaled[:, :, :3], cv2.COLOR_BGR2RGB)  # opencv decodes to BGR; drop alpha
+            scaled = grey_from_colour(rgb, str(path))
+    return np.ascontiguousarray(scaled, dtype=np.float32)
+
+
+__all__ = ["GREY_SPREAD", "ImageLoadError", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
+           "preprocess", "preprocess_batch", "resize_square"]

@@ -1,0 +1,1 @@
+"""Image model training (Rep-GLS ViT): data, loss, model, training, ONNX export. Imports torch."""

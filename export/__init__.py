@@ -1,0 +1,1 @@
+"""Training-side code (teachers, pseudo-labels, distillation, ONNX export); imports torch. Never at runtime."""

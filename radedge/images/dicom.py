@@ -1,0 +1,310 @@
+"""Read chest radiographs from what a PACS export really contains.
+
+One call, `read_dicom(path, voi=..., views=...)`, turns a file into a `DicomImage` (a float32 image in
+[0, 1], display orientation, plus its UIDs) or raises:
+
+- `SkippedInput` (recorded as *skipped*, not a failure): not a DICOM file (by content, whatever the
+  name), a DICOMDIR index, an object without pixels (SR, presentation state, key object...), a
+  series that is not a chest radiograph (Modality not CR / DX; BodyPartExamined present and not
+  CHEST), a view not allowed (lateral by default; see `views`), a multi-frame object, a colour image.
+- `DicomError` (recorded as *error*): a zero-byte file, a raw dataset without the Part 10 header
+  (preamble, "DICM", file meta: it would need ``force=True``, which we never use, so
+  bad/no_preamble.dcm is an error), a file pydicom cannot parse, an image object without Rows /
+  Columns / Pixel Data (a truncated file reads without raising), pixel data that fails to decode.
+
+Files are found by content: a 128-byte preamble followed by "DICM". Two damaged-but-valid layouts
+are also read, still without ``force``: "DICM" at offset 0 (preamble dropped) and a file that starts
+directly with the group 0002 file meta elements; both get a synthetic preamble in memory.
+
+Pixels: pydicom 3 decodes every transfer syntax of the corpus with the pylibjpeg plugins
+(pylibjpeg-libjpeg: JPEG baseline / extended / lossless, JPEG-LS; pylibjpeg-openjpeg: JPEG 2000;
+pylibjpeg-rle and pydicom itself: RLE). Then, in the order of DICOM's grayscale pipeline:
+
+1. modality LUT (RescaleSlope / Intercept or Modality LUT Sequence), `apply_modality_lut`;
+2. VOI when ``voi=True`` and the file has one (VOI LUT Sequence preferred, else window centre /
+   width of the first window), `apply_voi_lut`, scaled to [0, 1] over the VOI output range;
+   otherwise (``voi=False``, or no VOI in the file) min-max over the image's own values;
+3. MONOCHROME1 inverted (1 - x), so higher is always brighter.
+
+Rules for the awkward objects (documented choices, not guesses):
+
+- multi-frame (NumberOfFrames > 1) is skipped: a chest radiograph is one frame, and which frame of
+  a stack to score would be a guess;
+- RGB / YBR images (secondary captures) are converted to grey when their channels agree (grey
+  stored in colour; `preprocess.grey_from_colour`), otherwise skipped as colour images; PALETTE
+  COLOR is skipped;
+- a missing or empty ViewPosition is allowed (many CR files lack it); a missing BodyPartExamined is
+  allowed, as the task says.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable
+
+import numpy as np
+
+from ..errors import DicomError, SkippedInput
+from .preprocess import ImageLoadError, grey_from_colour
+
+MAGIC_OFFSET = 128
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
+CHEST_BODY_PARTS = frozenset({"CHEST"})
+DEFAULT_VIEWS = frozenset({"PA", "AP"})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})
+# Names whose content is expected to be DICOM: a failure to read them is an error, not a skip.
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+class NotDicomError(DicomError):
+    """Content is not DICOM although the file's name says it should be (or it is empty)."""
+
+
+class DicomReadError(DicomError):
+    """pydicom cannot parse the file, or an image object lacks its image attributes."""
+
+
+class PixelDecodeError(DicomError):
+    """The header reads but the pixel data does not decode."""
+
+
+@dataclass(frozen=True)
+class DicomImage:
+    """A decoded radiograph: 2-D float32 pixels in [0, 1] (higher = brighter) and its identity.
+
+    Only UIDs and technical attributes are kept: no patient names or IDs ever leave this module.
+    """
+
+    path: str
+    image: np.ndarray
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    modality: str = ""
+    view: str = ""
+    photometric: str = ""
+    transfer_syntax: str = ""
+    intensity: str = ""  # how [0, 1] was reached: "voi-lut", "window", or "minmax"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_views(views: str | Iterable[str] | None) -> frozenset[str] | None:
+    """`--views` text ("PA,AP", "all") or an iterable -> allowed ViewPosition values (None = all).
+
+    "LATERAL" / "LAT" stand for every lateral code (LL, RL, ...)."""
+    if views is None:
+        return DEFAULT_VIEWS
+    items = views.split(",") if isinstance(views, str) else list(views)
+    allowed = {v.strip().upper() for v in items if v and v.strip()}
+    if not allowed:
+        raise ValueError("views: give at least one view, e.g. PA,AP, or 'all'")
+    if "ALL" in allowed:
+        return None
+    if allowed & {"LATERAL", "LAT"}:
+        allowed |= LATERAL_VIEWS
+    return frozenset(allowed)
+
+
+# ---- finding DICOM by content ---------------------------------------------------------------------
+def sniff(path: str | os.PathLike) -> str:
+    """What a file's first bytes say: "part10", "dicm-no-preamble", "meta-no-preamble", "raw-dataset",
+    "empty" or "other". Reads at most 132 bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(MAGIC_OFFSET + 4)
+    if not head:
+        return "empty"
+    if len(head) == MAGIC_OFFSET + 4 and head[MAGIC_OFFSET:] == b"DICM":
+        return "part10"
+    if head[:4] == b"DICM":
+        return "dicm-no-preamble"
+    if len(head) >= 8 and head[:2] == b"\x02\x00" and head[4:6] in (b"UL", b"OB"):
+        return "meta-no-preamble"  # (0002,xxxx) in explicit VR little endian: the file meta group
+    if len(head) >= 8 and head[:2] == b"\x08\x00" and head[3:4] == b"\x00":
+        return "raw-dataset"  # (0008,00xx) first: a dataset written without the Part 10 header
+    return "other"
+
+
+def _expected_dicom(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"
+
+
+def check_dicom_content(path: str | os.PathLike) -> str:
+    """The sniffed kind of a file that can be read as DICOM, else raise why not (skip or error)."""
+    p = Path(path)
+    kind = sniff(p)
+    if kind in ("part10", "dicm-no-preamble", "meta-no-preamble"):
+        return kind
+    if kind == "empty":
+        raise NotDicomError("zero-byte file")
+    if kind == "raw-dataset":
+        raise NotDicomError("no 128-byte preamble/DICM prefix/file meta (raw dataset; would need force=True)")
+    if _expected_dicom(p):
+        raise NotDicomError(f"not a DICOM file (no DICM prefix) although named {p.name!r}")
+    raise SkippedInput("not a DICOM file")
+
+
+def _source(path: Path, kind: str) -> str | BinaryIO:
+    if kind == "part10":
+        return str(path)
+    data = path.read_bytes()
+    if kind == "dicm-no-preamble":
+        data = data[4:]
+    return io.BytesIO(b"\0" * MAGIC_OFFSET + b"DICM" + data)
+
+
+def read_dataset(path: str | os.PathLike) -> Any:
+    """The pydicom Dataset of a file found to be DICOM by content; never ``force=True``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    p = Path(path)
+    kind = check_dicom_content(p)
+    try:
+        return pydicom.dcmread(_source(p, kind))
+    except InvalidDicomError as exc:
+        raise DicomReadError(f"invalid DICOM: {exc}") from exc
+    except (EOFError, ValueError, KeyError, TypeError, OSError, OverflowError, NotImplementedError) as exc:
+        raise DicomReadError(f"cannot parse DICOM header ({type(exc).__name__}: {exc})") from exc
+
+
+# ---- deciding what to score ------------------------------------------------------------------------
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value).strip() if value is not None else ""
+
+
+def _sop_class(ds: Any) -> tuple[str, str]:
+    uid = ds.get("SOPClassUID") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", None) or ""
+    name = getattr(uid, "name", str(uid))
+    return str(uid), str(name)
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def check_scorable(ds: Any, views: frozenset[str] | None = DEFAULT_VIEWS) -> None:
+    """Raise SkippedInput / DicomReadError when a dataset is not a single-frame chest radiograph
+    in an allowed view; header checks only, so nothing is decoded for what is skipped."""
+    uid, name = _sop_class(ds)
+    if uid == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+        raise SkippedInput("DICOMDIR (Media Storage Directory, no pixel data)")
+    if not _has_pixels(ds) or "Rows" not in ds or "Columns" not in ds:
+        if "Image Storage" in name or _has_pixels(ds) or "Rows" in ds:
+            raise DicomReadError("image object without Rows/Columns/Pixel Data (truncated or incomplete file)")
+        raise SkippedInput(f"no pixel data ({name or 'unknown SOP class'})")
+    modality = _text(ds, "Modality").upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        raise SkippedInput(f"modality {modality or '(none)'} (not a CR/DX radiograph)")
+    body_part = _text(ds, "BodyPartExamined").upper()
+    if body_part and body_part not in CHEST_BODY_PARTS:
+        raise SkippedInput(f"body part {body_part} (not chest)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise SkippedInput(f"multi-frame object (NumberOfFrames {frames})")
+    view = _text(ds, "ViewPosition").upper()
+    if views is not None and view and view not in views:
+        kind = "lateral view" if view in LATERAL_VIEWS else "view"
+        raise SkippedInput(f"{kind} (ViewPosition {view}) not in allowed views {','.join(sorted(views))}")
+
+
+# ---- pixels ---------------------------------------------------------------------------------------
+def _voi_range(ds: Any) -> tuple[float, float]:
+    """Output range of the VOI step pydicom applies: the LUT's bit depth, or, for windowing, the
+    values pydicom maps everything below / above the window to (probed, so pydicom stays the one
+    definition)."""
+    from pydicom.pixels import apply_voi_lut
+
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
+    with np.errstate(over="ignore"):
+        lo, hi = apply_voi_lut(np.array([-1e30, 1e30]), ds)
+    return float(lo), float(hi)
+
+
+def _has_voi(ds: Any) -> bool:
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        return True
+    return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    out = arr.astype(np.float32)
+    out -= np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    return out
+
+
+def grey_intensity(ds: Any, stored: np.ndarray, voi: bool) -> tuple[np.ndarray, str]:
+    """Stored grey pixels -> float32 [0, 1], display orientation (see the module docstring)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(stored, ds)
+    if voi and _has_voi(ds):
+        lo, hi = _voi_range(ds)
+        how = "voi-lut" if ds.get("VOILUTSequence") else "window"
+        shown = apply_voi_lut(values, ds)
+        image = np.clip((shown.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
+    else:
+        how, image = "minmax", _minmax(values)
+    if _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1":
+        image = 1.0 - image
+    return np.ascontiguousarray(image, dtype=np.float32), how
+
+
+def decode_pixels(ds: Any) -> np.ndarray:
+    """The stored pixel array of a single-frame dataset (colour as RGB); PixelDecodeError if not."""
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # the decoders raise many types (ValueError, RuntimeError, their own)
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        ts_name = getattr(ts, "name", "unknown transfer syntax")
+        raise PixelDecodeError(f"pixel data cannot be decoded ({ts_name}): {type(exc).__name__}: {exc}") from exc
+
+
+def to_display(ds: Any, voi: bool) -> tuple[np.ndarray, str]:
+    """A checked dataset -> (float32 [0, 1] grey image, how its intensity was scaled)."""
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    if photometric == "PALETTE COLOR":
+        raise SkippedInput("colour image (PALETTE COLOR), not a greyscale radiograph")
+    stored = decode_pixels(ds)
+    if photometric.startswith("MONOCHROME"):
+        if stored.ndim != 2:
+            raise PixelDecodeError(f"grey image decoded to shape {stored.shape}, expected 2-D")
+        return grey_intensity(ds, stored, voi)
+    if stored.ndim != 3 or stored.shape[2] != 3:
+        raise PixelDecodeError(f"{photometric} image decoded to shape {stored.shape}, expected [rows, cols, 3]")
+    full_scale = float(2 ** int(ds.get("BitsStored", 8)) - 1)
+    try:  # pydicom returns RGB for RGB and YBR_* (it converts YBR by default)
+        return grey_from_colour(stored.astype(np.float32) / np.float32(full_scale), photometric), "rgb-luma"
+    except ImageLoadError as exc:
+        raise SkippedInput(str(exc)) from exc
+
+
+def read_dicom(path: str | os.PathLike, voi: bool = True,
+               views: frozenset[str] | None = DEFAULT_VIEWS) -> DicomImage:
+    """Read, check and decode one file; raises SkippedInput or DicomError with the reason."""
+    ds = read_dataset(path)
+    check_scorable(ds, views)
+    image, how = to_display(ds, voi)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    return DicomImage(
+        path=str(path), image=image,
+        study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_uid=_text(ds, "SOPInstanceUID"), modality=_text(ds, "Modality").upper(),
+        view=_text(ds, "ViewPosition").upper(), photometric=_text(ds, "PhotometricInterpretation").upper(),
+        transfer_syntax=str(getattr(ts, "name", ts)), intensity=how,
+    )
+
+
+__all__ = ["DEFAULT_VIEWS", "DicomImage", "DicomReadError", "LATERAL_VIEWS", "NotDicomError", "PixelDecodeError",
+           "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity", "parse_views",
+           "read_dataset", "read_dicom", "sniff", "to_display"]

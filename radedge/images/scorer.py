@@ -1,0 +1,199 @@
+"""`ImageScorer`: chest radiographs (DICOM, PNG / JPEG, numpy arrays) -> 14 finding probabilities.
+
+    >>> from radedge import ImageScorer
+    >>> scorer = ImageScorer.load("default")          # or a model folder path
+    >>> result = scorer(["IM0001.dcm", "cxr.png"])[0]
+    >>> result.status, result.probabilities, result.findings()
+
+Every input gets one `ImageResult`: status "scored" with probabilities and thresholded labels, or
+"skipped" / "error" with the reason (a lateral view, an SR object, a truncated file); a bad input
+never stops the others. Preparing an input (`prepare_input`) is a plain function of the input and
+the model's preprocess spec, so `radedge score-dicoms` runs it in worker processes; inference runs
+in batches on the model's backend. No torch anywhere. A scorer holds no mutable state after
+loading (onnxruntime sessions are thread-safe), so one scorer may be called from several threads.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError, ManifestError, SkippedInput
+from ..labels import FINDINGS
+from .dicom import DEFAULT_VIEWS, parse_views, read_dicom, sniff
+from .preprocess import check_spec, load_image, preprocess
+
+TASK = "image-findings"
+# Names opencv reads as pictures; any other file is read as DICOM (found by content).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+STATUSES = ("scored", "skipped", "error")
+
+
+@dataclass
+class PreparedImage:
+    """One input after reading and preprocessing, before inference (small: pixels are model-sized)."""
+
+    source: str
+    status: str = "scored"  # "scored" means ready to score
+    pixels: np.ndarray | None = None  # float32 [channels, size, size]
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    reason: str = ""
+    error_type: str = ""
+
+
+@dataclass
+class ImageResult:
+    """One input's outcome. probabilities / labels are float32 / uint8 [14] in FINDINGS order, or
+    None when the input was skipped or failed (then `reason` and `error_type` say why)."""
+
+    source: str
+    status: str
+    probabilities: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    reason: str = ""
+    error_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def findings(self) -> dict[str, float]:
+        """{finding: probability}, empty when not scored."""
+        if self.probabilities is None:
+            return {}
+        return {name: float(p) for name, p in zip(FINDINGS, self.probabilities)}
+
+    def positive(self) -> list[str]:
+        """Findings whose probability reached the model's threshold."""
+        if self.labels is None:
+            return []
+        return [name for name, flag in zip(FINDINGS, self.labels) if flag]
+
+
+def _from_error(source: str, exc: InputError) -> PreparedImage:
+    status = "skipped" if isinstance(exc, SkippedInput) else "error"
+    return PreparedImage(source=source, status=status, reason=str(exc), error_type=type(exc).__name__)
+
+
+def array_to_grey(array: np.ndarray) -> np.ndarray:
+    """A caller's array -> 2-D float32 in [0, 1]: float arrays are taken as [0, 1] display values,
+    integer arrays are divided by their type's maximum; [H, W, 1] is squeezed."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise ValueError(f"an image array must be 2-D grey (rows, cols), got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+
+
+def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any],
+                  views: frozenset[str] | None = DEFAULT_VIEWS, name: str | None = None,
+                  images: bool = True) -> PreparedImage:
+    """Read and preprocess one input; never raises for a bad input (the result says why).
+
+    `images=False` reads every path as DICOM, so PNG / JPEG files are skipped as "not a DICOM
+    file" (what a folder scan wants); `name` is the label recorded for the input.
+    """
+    label = name if name is not None else ("array" if isinstance(source, np.ndarray) else str(source))
+    try:
+        if isinstance(source, np.ndarray):
+            return PreparedImage(label, pixels=preprocess(array_to_grey(source), spec))
+        path = Path(source)
+        if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in ("part10", "dicm-no-preamble"):
+            return PreparedImage(label, pixels=preprocess(load_image(path), spec))
+        dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views)
+        return PreparedImage(label, pixels=preprocess(dcm.image, spec), study_uid=dcm.study_uid,
+                             series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
+    except InputError as exc:
+        return _from_error(label, exc)
+    except (OSError, ValueError, MemoryError) as exc:  # unreadable file, odd array: still per item
+        return PreparedImage(label, status="error", reason=f"{type(exc).__name__}: {exc}",
+                             error_type=type(exc).__name__)
+
+
+class ImageScorer:
+    """A loaded image-findings model plus its preprocessing, thresholds and view rule."""
+
+    def __init__(self, model: Any, batch_size: int = 8, views: str | Iterable[str] | None = None) -> None:
+        manifest = model.manifest
+        if manifest.task != TASK or not manifest.preprocess:
+            raise ManifestError(f"{model.path}: not an image-findings model with a preprocess section")
+        self.model = model
+        self.spec = check_spec(manifest.preprocess)
+        self.views = parse_views(views)
+        self.input_name = manifest.inputs[0].name
+        self.output_name = manifest.outputs[0].name
+        fixed = manifest.inputs[0].shape[0]
+        self.batch_size = fixed if isinstance(fixed, int) else max(1, int(batch_size))
+        thresholds = manifest.thresholds or {}
+        self.thresholds = np.array([float(thresholds.get(name, 0.5)) for name in manifest.labels], dtype=np.float32)
+        if list(manifest.labels) != list(FINDINGS):
+            raise ManifestError(f"{model.path}: labels differ from the 14 findings in their fixed order")
+
+    @classmethod
+    def load(cls, name: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
+             threads: int | None = None, batch_size: int = 8,
+             views: str | Iterable[str] | None = None) -> "ImageScorer":
+        """Open a model by name, "default" or folder path (verified, see registry.open_model)."""
+        from ..registry import open_model
+
+        return cls(open_model(name, task=TASK, backend=backend, device=device, threads=threads),
+                   batch_size=batch_size, views=views)
+
+    # ---- the stages, usable one by one (score-dicoms and the benchmarks do) ----------------------
+    def prepare(self, source: str | os.PathLike | np.ndarray, name: str | None = None,
+                images: bool = True) -> PreparedImage:
+        return prepare_input(source, self.spec, self.views, name=name, images=images)
+
+    def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 [n, channels, size, size] -> float32 [n, 14] probabilities, in model-sized batches."""
+        out = []
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = np.ascontiguousarray(pixels[start:start + self.batch_size], dtype=np.float32)
+            out.append(np.asarray(self.model.backend.run({self.input_name: chunk})[self.output_name],
+                                  dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, len(FINDINGS)), dtype=np.float32)
+
+    def threshold(self, probabilities: np.ndarray) -> np.ndarray:
+        """Labels (uint8 0 / 1) from probabilities with the manifest's per-finding thresholds."""
+        return (probabilities >= self.thresholds).astype(np.uint8)
+
+    def finish(self, prepared: Sequence[PreparedImage]) -> list[ImageResult]:
+        """Run inference on the prepared inputs that are ready; results in input order."""
+        ready = [p for p in prepared if p.status == "scored"]
+        probs = self.infer(np.stack([p.pixels for p in ready])) if ready else None
+        results, k = [], 0
+        for p in prepared:
+            result = ImageResult(p.source, p.status, study_uid=p.study_uid, series_uid=p.series_uid,
+                                 sop_uid=p.sop_uid, reason=p.reason, error_type=p.error_type)
+            if p.status == "scored":
+                result.probabilities = probs[k]
+                result.labels = self.threshold(probs[k])
+                k += 1
+            results.append(result)
+        return results
+
+    def __call__(self, inputs: str | os.PathLike | np.ndarray | Iterable[str | os.PathLike | np.ndarray]
+                 ) -> list[ImageResult]:
+        """Score DICOM / PNG / JPEG paths and 2-D arrays; one ImageResult per input, in order."""
+        if isinstance(inputs, (str, os.PathLike)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 2):
+            inputs = [inputs]
+        results: list[ImageResult] = []
+        batch: list[PreparedImage] = []
+        for i, item in enumerate(inputs):
+            name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
+            batch.append(self.prepare(item, name=name))
+            if sum(p.status == "scored" for p in batch) >= self.batch_size:
+                results += self.finish(batch)
+                batch = []
+        return results + self.finish(batch)
+
+
+__all__ = ["IMAGE_SUFFIXES", "ImageResult", "ImageScorer", "PreparedImage", "array_to_grey", "prepare_input"]

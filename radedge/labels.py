@@ -131,3 +131,27 @@ def gls_rates(probs: np.ndarray | Sequence) -> np.ndarray:
         raise ValueError(f"expected class probabilities with last axis {N_CLASSES}, got shape {p.shape}")
     r = GLS_SMOOTH_MAX * p[..., UNCERTAIN] - GLS_SHARPEN_MAX * (p[..., POSITIVE] + p[..., NEGATIVE])
     return np.clip(r, -0.99, 0.99).astype(np.float32)
+
+
+# Paediatric pneumonia set (Kermany et al., Cell 2018; shared/data/images/pediatric/README.md):
+# label -> {finding: 0/1}; findings not listed are unknown (masked), not negative.
+# NORMAL was read as normal by the graders, so every finding they could see is 0 (Support Devices
+# is not graded); PNEUMONIA (bacterial or viral) is an opacity with a pneumonia diagnosis.
+PEDIATRIC_TO_CHEXPERT: dict[str, dict[str, int]] = {
+    "NORMAL": {name: int(name == "No Finding") for name in FINDINGS if name != "Support Devices"},
+    "PNEUMONIA": {"No Finding": 0, "Pneumonia": 1, "Lung Opacity": 1},
+}
+
+# COVID-19 image data collection `finding` (Cohen et al. 2020, arXiv:2003.11597; weak mapping of
+# shared/data/images/covid-cases/README.md): each comma-separated part -> CheXpert findings present.
+# Infectious diagnoses are Pneumonia + Lung Opacity, ARDS and lipoid pneumonia are Lung Opacity;
+# "todo" (not yet labelled upstream) is absent, so such rows are left out of supervised training.
+_INFECTIOUS = ("COVID-19", "SARS", "Pneumocystis", "Streptococcus", "Klebsiella", "Legionella", "E.Coli",
+               "Mycoplasma Bacterial Pneumonia", "Chlamydophila", "Varicella", "Influenza", "Bacterial",
+               "Pneumonia")
+COVID_FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {
+    **{name: ("Pneumonia", "Lung Opacity") for name in _INFECTIOUS},
+    "ARDS": ("Lung Opacity",),
+    "Lipoid": ("Lung Opacity",),
+    "No Finding": ("No Finding",),
+}

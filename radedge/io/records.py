@@ -53,7 +53,8 @@ def _complete_csv_rows(text: str) -> tuple[list[list[str]], int]:
 def _complete_jsonl(text: str) -> tuple[list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     end = 0
-    for line in text.splitlines(keepends=True):
+    # Split on "\n" only: json.dumps(ensure_ascii=False) leaves U+2028 / U+0085 raw inside a record.
+    for line in io.StringIO(text, newline="\n"):
         if not line.endswith("\n"):
             break
         try:
@@ -93,7 +94,9 @@ class RecordWriter:
 
     def _recover(self) -> int:
         """Read complete records; return the byte length to keep (0 = start afresh)."""
-        text = self.path.read_text(encoding="utf-8", errors="strict")
+        # newline="": keep "\r\n" inside CSV cells as written, so the kept byte length is exact.
+        with open(self.path, encoding="utf-8", errors="strict", newline="") as f:
+            text = f.read()
         if self.format == ".jsonl":
             self.existing, end = _complete_jsonl(text)
             return len(text[:end].encode("utf-8")) if end else 0

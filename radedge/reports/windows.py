@@ -101,13 +101,18 @@ class ReportWindows:
         A text with nothing to read (empty, or only headers) gets NO window: there is nothing for a
         model to see, and `combine_reports` gives such a report "not mentioned" everywhere.
         """
-        model_texts = [self.model_text(t) for t in texts]
+        return self.encode_prepared([self.model_text(t) for t in texts])
+
+    def encode_prepared(self, model_texts: Sequence[str]) -> list[Window]:
+        """`encode` for texts that already went through `model_text` (callers that need the
+        section text anyway, to tell an empty report, call sections only once)."""
         keep = [i for i, t in enumerate(model_texts) if t.strip()]
         encodings = self.tokenizer.encode_batch([model_texts[i] for i in keep]) if keep else []
         windows: list[Window] = []
         for owner, enc in zip(keep, encodings):
             for piece in (enc, *enc.overflowing):
-                windows.append(Window(owner, np.asarray(piece.ids, dtype=np.int64)))
+                if piece.ids:  # text that tokenizes to nothing (no post-processor) gives no window
+                    windows.append(Window(owner, np.asarray(piece.ids, dtype=np.int64)))
         return windows
 
     def batches(self, windows: Sequence[Window], batch_size: int,

@@ -1,0 +1,185 @@
+"""`ReportLabeler`: the Python API that turns report texts into the 14 CheXpert labels.
+
+    >>> from radedge import ReportLabeler
+    >>> labeler = ReportLabeler.load("rules")          # or "default", a model name, a model folder
+    >>> [r.labels["Pleural Effusion"] for r in labeler(["Small left pleural effusion."])]
+    [1.0]
+
+One call labels a list of reports; each gets a `ReportResult`, in order. A report that cannot be
+read (bytes that are not UTF-8) gets an `error` and blank labels instead of stopping the others.
+Nothing here imports torch: models run on onnxruntime (or TensorRT) through `radedge.backends`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
+
+import numpy as np
+
+from ..errors import InputError, ManifestError, ReportDecodeError
+from ..labels import CSV_VALUES, FINDINGS, N_CLASSES, N_FINDINGS, apply_no_finding, gls_rates
+from .sections import findings_text
+from .windows import ReportWindows, combine_reports, not_mentioned, softmax
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from .rules import RuleLabeler
+
+# What a report may be: text, raw bytes (decoded as UTF-8 here), or a reader's per-item InputError.
+ReportInput = Union[str, bytes, InputError]
+RULES = "rules"
+TASK = "report-labels"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The labels of one report.
+
+    `classes[i]` is the class index (labels.CLASSES) of FINDINGS[i]; `probs` the class
+    probabilities (one-hot for the rule labeler); `rates` the GLS rate per finding
+    (labels.gls_rates). `error` is None, or "ErrorType: message" with every label blank.
+    """
+
+    id: Any
+    length: int  # characters of the decoded report (bytes, when it could not be decoded)
+    classes: np.ndarray  # int8 [14]
+    probs: np.ndarray  # float32 [14, 4]
+    rates: np.ndarray  # float32 [14]
+    error: str | None = None
+
+    @property
+    def labels(self) -> dict[str, float | None]:
+        """Finding -> CheXpert CSV value: 1.0 positive, 0.0 negative, -1.0 uncertain, None not mentioned."""
+        return {name: CSV_VALUES[int(c)] for name, c in zip(FINDINGS, self.classes)}
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def decode_report(item: ReportInput) -> str:
+    """Report text from str or bytes (strict UTF-8, a leading BOM dropped); raises InputError."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, InputError):
+        raise item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(item).decode("utf-8-sig", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise ReportDecodeError(
+                f"not valid UTF-8 at byte {exc.start}: {bytes(item)[exc.start:exc.start + 4]!r}") from exc
+    raise InputError(f"a report must be str or bytes, not {type(item).__name__}")
+
+
+def blank_result(report_id: Any, length: int, error: str | None = None) -> ReportResult:
+    """All 14 findings not mentioned (an empty report, or one that failed with `error`)."""
+    probs = not_mentioned()
+    return ReportResult(report_id, length, np.zeros(N_FINDINGS, dtype=np.int8), probs, gls_rates(probs), error)
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ReportLabeler:
+    """Labels reports with a report model (onnxruntime / TensorRT) or the rule labeler.
+
+    Safe to call from several threads at once: the tokenizer, the backend session and the rule
+    labeler are only read during a call, and each call keeps its own buffers.
+    """
+
+    def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
+                 windows: ReportWindows | None = None, backend: "Backend | None" = None,
+                 rules: "RuleLabeler | None" = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if (rules is None) == (backend is None or windows is None):
+            raise ValueError("a ReportLabeler needs either rules, or windows and a backend")
+        self.name, self.path, self.batch_size = name, path, batch_size
+        self.windows, self.backend, self.rules = windows, backend, rules
+        if backend is not None:
+            self._input_names = {spec.name for spec in backend.inputs}
+            if not {"input_ids", "attention_mask"} <= self._input_names:
+                raise ManifestError(f"{path}: a report model takes input_ids and attention_mask, "
+                                    f"this one takes {sorted(self._input_names)}")
+            if "logits" not in {spec.name for spec in backend.outputs}:
+                raise ManifestError(f"{path}: a report model must output 'logits' [batch, 14, 4]")
+
+    @classmethod
+    def load(cls, model: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
+             threads: int | None = None, batch_size: int = 32) -> "ReportLabeler":
+        """`"rules"` (the rule labeler), `"default"` (the shipped student), a model name or folder.
+
+        Models are verified on load (sha256 of every file, graph inputs/outputs vs the manifest):
+        a missing or tampered model raises ModelError; a missing device DeviceUnavailableError.
+        """
+        if str(model) == RULES:
+            from .rules import RuleLabeler
+
+            return cls(RULES, None, batch_size, rules=RuleLabeler.load())
+        from ..registry import open_model
+
+        loaded = open_model(model, task=TASK, backend=backend, device=device, threads=threads)
+        windows = ReportWindows.from_model_dir(loaded.path, loaded.manifest)
+        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend)
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return f"ReportLabeler(name={self.name!r}{where}, batch_size={self.batch_size})"
+
+    def __call__(self, reports: Iterable[ReportInput], ids: Sequence[Any] | None = None) -> list[ReportResult]:
+        """One ReportResult per report, in order. `ids` default to the reports' positions."""
+        reports = list(reports)
+        ids = list(range(len(reports))) if ids is None else list(ids)
+        if len(ids) != len(reports):
+            raise ValueError(f"{len(reports)} reports but {len(ids)} ids")
+        results: list[ReportResult | None] = [None] * len(reports)
+        prepare = self.windows.model_text if self.windows is not None else findings_text
+        todo: dict[int, str] = {}  # position -> the section text the engine reads
+        lengths: dict[int, int] = {}
+        for i, item in enumerate(reports):
+            try:
+                text = decode_report(item)
+            except InputError as exc:
+                length = len(item) if isinstance(item, (str, bytes, bytearray)) else 0
+                results[i] = blank_result(ids[i], length, _error_text(exc))
+                continue
+            readable = prepare(text)
+            if readable.strip():
+                todo[i], lengths[i] = readable, len(text)
+            else:  # empty, or only sections the labelers do not read: nothing to label
+                results[i] = blank_result(ids[i], len(text))
+        if todo:
+            classes, probs = self._label(list(todo.values()))
+            for k, i in enumerate(todo):
+                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], gls_rates(probs[k]))
+        return results  # type: ignore[return-value]
+
+    # ---- the two engines ------------------------------------------------------------------------
+    def _label(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Classes int8 [n, 14] and class probabilities float32 [n, 14, 4] of non-empty section texts."""
+        if self.rules is not None:
+            classes = np.stack([np.asarray(self.rules.classify(t), dtype=np.int8) for t in texts])
+            return classes, np.eye(N_CLASSES, dtype=np.float32)[classes]
+        probs = self._model_probs(texts)
+        # Arg-max class per finding, then No Finding the CheXpert way, as the rule labeler does;
+        # the probabilities are left as the model gave them.
+        return apply_no_finding(probs.argmax(axis=-1).astype(np.int8)), probs
+
+    def _model_probs(self, texts: list[str]) -> np.ndarray:
+        assert self.windows is not None and self.backend is not None
+        windows = self.windows.encode_prepared(texts)
+        window_probs: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        for batch in self.windows.batches(windows, self.batch_size):
+            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
+            window_probs.append(softmax(self.backend.run(feeds)["logits"]))
+            owners.append(batch.owners)
+        if not window_probs:  # only header-only texts: nothing for the model to read
+            return np.broadcast_to(not_mentioned(), (len(texts), N_FINDINGS, N_CLASSES)).copy()
+        return combine_reports(np.concatenate(window_probs), np.concatenate(owners), len(texts))

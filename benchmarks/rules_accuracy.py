@@ -1,0 +1,79 @@
+"""Rule labeler accuracy and in-process speed on the Open-i dev reports.
+
+    python -m benchmarks.rules_accuracy [--gold gold-dev.csv|gold-dev-negbio.csv] [--json OUT]
+
+Labels every report of shared/data/openi/reports.jsonl (its `text`, through
+`sections.findings_text`, exactly as `ReportLabeler.load("rules")` does) with the rule labeler, scores
+the positive labels against the gold with radedge.eval, and prints the per-finding table, the macro
+F1 over the mapped findings and the ChestX-ray8 six-finding comparison, then the single-thread
+classify throughput (sections + classify, in process; not the CSV->CSV figure).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radedge import eval as rad_eval
+from radedge.reports.rules import RuleLabeler
+from radedge.reports.sections import findings_text
+
+ROOT = Path(__file__).resolve().parents[1]
+OPENI = Path(os.environ.get("RADEDGE_SHARED", ROOT.parent / "shared")) / "data" / "openi"
+
+
+def load_reports(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def label_all(labeler: RuleLabeler, texts: list[str]) -> tuple[np.ndarray, float]:
+    """Classes [n, 14] and the seconds taken (section extraction + classify, one thread)."""
+    start = time.perf_counter()
+    out = np.stack([labeler.classify(findings_text(t)) for t in texts]) if texts else np.zeros((0, 14), np.int8)
+    return out, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
+    parser.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
+    parser.add_argument("--lexicons", type=Path, default=None, help="lexicon folder (default: packaged)")
+    parser.add_argument("--repeat", type=int, default=3, help="timing passes (best is reported)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+
+    reports = load_reports(args.reports)
+    labeler = RuleLabeler.load(args.lexicons)
+    texts = [r["text"] for r in reports]
+    pred, _ = label_all(labeler, texts)
+    seconds = min(label_all(labeler, texts)[1] for _ in range(max(1, args.repeat)))
+
+    gold = rad_eval.read_gold(args.gold)
+    ids = [r["id"] for r in reports]
+    result = rad_eval.evaluate(gold, rad_eval.align(gold, ids, pred, args.reports))
+    print(result.table())
+    macro, micro = result.macro["positive"], result.micro["positive"]
+    print()
+    print(f"gold: {args.gold}")
+    print(f"macro F1 (positive, {int(macro['findings'])} mapped findings): {macro['f1']:.3f}   "
+          f"micro P/R/F1: {micro['precision']:.3f} / {micro['recall']:.3f} / {micro['f1']:.3f}")
+    if "mean" in result.chestxray8:
+        six = result.chestxray8["mean"]
+        print(f"ChestX-ray8 six-finding mean F1: ours {six['ours']:.3f}, published {six['published']:.3f} "
+              f"(Wang et al. CVPR 2017, Table 2)")
+    rate = len(texts) / seconds if seconds else float("inf")
+    print(f"throughput: {len(texts)} reports in {seconds:.3f} s = {rate:,.0f} reports/s "
+          f"(findings_text + classify, one thread, best of {args.repeat})")
+    if args.json:
+        payload = result.to_dict() | {"reports_per_s": rate, "gold": str(args.gold)}
+        args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

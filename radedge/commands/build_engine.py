@@ -1,0 +1,40 @@
+"""`radedge build-engine MODEL`: build this GPU's TensorRT plan for a model (runtimes.tensorrt)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..cli import guarded
+
+
+@click.command("build-engine")
+@click.argument("model")
+@click.option("--precision", type=click.Choice(["fp16", "int8"]), default="fp16", show_default=True,
+              help="int8 needs a model with Q/DQ nodes or --calib; it falls back to fp16 when its accuracy gate fails.")
+@click.option("--calib", "calib", type=click.Path(exists=True), default=None,
+              help="Folder of reports (*.txt, *.jsonl) or images to calibrate int8 on.")
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True,
+              help="Largest batch the plan accepts (bigger batches are split).")
+@click.option("--max-length", type=click.IntRange(1), default=None,
+              help="Longest token sequence (default: the model's max_length).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Plan cache (default: $RADEDGE_ENGINE_DIR or ~/.cache/radedge/engines).")
+@click.option("--force", is_flag=True, help="Rebuild even when a cached plan fits.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan's metadata as JSON.")
+@guarded
+def build_engine(model: str, precision: str, calib: str | None, max_batch: int, max_length: int | None,
+                 cache_dir: str | None, force: bool, as_json: bool) -> None:
+    """Build (or reuse) a TensorRT plan for MODEL on this machine's GPU.
+
+    Plans are cached by model sha256, GPU name, compute capability, TensorRT version and precision,
+    so a new GPU or TensorRT rebuilds instead of failing. Exit 2 when no GPU or TensorRT is present.
+    """
+    from ..backends.tensorrt import import_builder, import_tensorrt, require_gpu
+
+    import_tensorrt()  # the clearest error first: no TensorRT, then no GPU, then no builder
+    require_gpu("cuda")
+    builder = import_builder()
+    result = builder.build_plan(builder.resolve_model(model), precision=precision, calib=calib,
+                                max_batch=max_batch, max_length=max_length, cache_dir=cache_dir, force=force)
+    click.echo(json.dumps({"plan": str(result.plan), **result.meta}, indent=2) if as_json else builder.summary(result))

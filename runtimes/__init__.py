@@ -1,0 +1,1 @@
+"""Engine builders for accelerators (DESIGN.md): `runtimes.tensorrt`. Part of the source checkout only."""

@@ -1,0 +1,246 @@
+"""Getting a TensorRT-ready ONNX graph for a precision, on the CPU (no GPU needed to test any of it).
+
+* fp16: the float graph (dequantized when the shipped model is an onnxruntime int8 graph). TensorRT 10
+  takes it with BuilderFlag.FP16; TensorRT 11 dropped that flag ("weak typing"), so there the graph
+  itself is converted to fp16 (onnxconverter-common, inputs and outputs kept as declared).
+* int8: explicit quantization, the path TensorRT 10 and 11 both support: a graph that already has
+  signed, symmetric Q/DQ nodes is used as it is; otherwise the float graph is quantized here with
+  onnxruntime's `quantize_static` (Q/DQ format, int8 symmetric activations and weights: what
+  TensorRT parses) from a calibration folder read through radedge's own preprocessing. The result
+  must pass an accuracy gate against the float graph on the same samples (onnxruntime on the CPU),
+  else the build falls back to fp16 and records why: "int8 where accuracy holds".
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import onnx
+
+from radedge.manifest import Manifest
+
+from . import surgery
+
+REPORT_SUFFIXES = (".txt", ".jsonl")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+REPORT_AGREEMENT_GATE = 0.99  # class arg-max agreement, int8 vs float, over findings x samples
+IMAGE_AGREEMENT_GATE = 0.99   # thresholded decision agreement
+IMAGE_PROB_GATE = 0.02        # mean absolute probability difference
+CALIB_BATCH = 8
+
+
+@dataclass
+class Prepared:
+    """A graph ready for the TensorRT parser and what was done to get it."""
+
+    model: onnx.ModelProto
+    precision: str            # what the plan will be: fp16 or int8
+    requested: str
+    source_kind: str          # quantization_kind of the shipped graph
+    surgery: dict[str, int] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def source_graph(model_dir: str | os.PathLike, manifest: Manifest) -> Path:
+    """The ONNX to build from: a float companion when the manifest lists one (`fp32_model`), else model.onnx."""
+    companion = manifest.extra.get("fp32_model")
+    if companion and companion in manifest.files:
+        return Path(model_dir) / companion
+    return Path(model_dir) / "model.onnx"
+
+
+def float_graph(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    kind = surgery.quantization_kind(model)
+    if kind != "float":
+        changed = surgery.dequantize(model)
+        notes.append(f"dequantized {changed} {kind} quantized node(s) to float (int8-rounded weights)")
+    return model
+
+
+def prepare(model_dir: str | os.PathLike, manifest: Manifest, precision: str = "fp16",
+            calib: str | os.PathLike | None = None, strongly_typed: bool = False,
+            calib_limit: int = 256) -> Prepared:
+    """The graph to hand TensorRT for `precision` ("fp16" or "int8"); raises ValueError with the reason."""
+    if precision not in ("fp16", "int8"):
+        raise ValueError(f"precision must be fp16 or int8, got {precision!r}")
+    model = onnx.load(str(source_graph(model_dir, manifest)))
+    kind = surgery.quantization_kind(model)
+    notes: list[str] = []
+    if precision == "int8" and kind == "qdq-int8":
+        report = surgery.fix_for_tensorrt(model, fp16=True)
+        notes.append("int8 from the model's own Q/DQ nodes (explicit quantization)")
+        return Prepared(model, "int8", precision, kind, report, notes=notes)
+    if precision == "int8" and calib is None:
+        raise ValueError(f"int8 needs either a model quantized with signed symmetric Q/DQ nodes (this one is {kind!r}) "
+                         "or a calibration folder (--calib DIR of reports or images)")
+    base = float_graph(model, notes)
+    if precision == "int8":
+        quantized, gate = calibrated_int8(base, manifest, model_dir, calib, calib_limit)
+        if gate["passed"]:
+            report = surgery.fix_for_tensorrt(quantized, fp16=True)
+            notes.append(f"int8 calibrated on {gate['samples']} samples from {calib}")
+            return Prepared(quantized, "int8", precision, kind, report, gate, notes)
+        notes.append(f"int8 failed its accuracy gate ({gate['reason']}); building fp16 instead")
+        fallback = prepare_fp16(base, strongly_typed)
+        fallback.requested, fallback.source_kind, fallback.gate = precision, kind, gate
+        fallback.notes = notes + fallback.notes
+        return fallback
+    result = prepare_fp16(base, strongly_typed)
+    result.source_kind, result.notes = kind, notes + result.notes
+    return result
+
+
+def prepare_fp16(model: onnx.ModelProto, strongly_typed: bool) -> Prepared:
+    report = surgery.fix_for_tensorrt(model, fp16=True)
+    notes = []
+    if strongly_typed:
+        model = to_fp16(model)
+        notes.append("converted to fp16 in the graph (strongly typed TensorRT)")
+    return Prepared(model, "fp16", "fp16", "float", report, notes=notes)
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """fp16 weights and activations, graph inputs and outputs unchanged (onnxconverter-common)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise ValueError("TensorRT without BuilderFlag.FP16 (11.x) needs the graph in fp16: "
+                         "pip install onnxconverter-common (in radedge[gpu])") from exc
+    return float16.convert_float_to_float16(model, keep_io_types=True)
+
+
+# ---- calibration ---------------------------------------------------------------------------------
+def calibration_feeds(manifest: Manifest, model_dir: str | os.PathLike, calib: str | os.PathLike,
+                      limit: int = 256, batch: int = CALIB_BATCH) -> list[dict[str, np.ndarray]]:
+    """Batches of model inputs made from a folder (or file) of reports or images, preprocessed exactly
+    as radedge serves them; ValueError when the folder holds nothing usable."""
+    if manifest.task == "report-labels":
+        texts = list(_report_texts(Path(calib), limit))
+        if not texts:
+            raise ValueError(f"{calib}: no reports found (*.txt files, or *.jsonl with a 'text' field)")
+        return [_tokenize(manifest, model_dir, texts[i:i + batch]) for i in range(0, len(texts), batch)]
+    images = _image_arrays(Path(calib), manifest, limit)
+    if not images:
+        raise ValueError(f"{calib}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    name = manifest.inputs[0].name
+    return [{name: np.stack(images[i:i + batch])} for i in range(0, len(images), batch)]
+
+
+def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such calibration folder or file")
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+
+
+def _report_texts(path: Path, limit: int) -> Iterator[str]:
+    count = 0
+    for file in _files(path, REPORT_SUFFIXES):
+        if file.suffix.lower() == ".jsonl":
+            lines = (json.loads(line).get("text") for line in file.read_text(encoding="utf-8").splitlines()
+                     if line.strip())
+        else:
+            lines = iter([file.read_text(encoding="utf-8", errors="replace")])
+        for text in lines:
+            if text and text.strip():
+                yield text
+                count += 1
+                if count >= limit:
+                    return
+
+
+def _tokenize(manifest: Manifest, model_dir: str | os.PathLike, texts: list[str]) -> dict[str, np.ndarray]:
+    """Token ids and mask for a few reports, truncated to max_length, padded to the longest.
+
+    Calibration only needs representative windows, so each report contributes its first window."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(model_dir) / manifest.tokenizer))
+    tok.enable_truncation(manifest.max_length)
+    tok.enable_padding()
+    enc = tok.encode_batch(texts)
+    feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+    wanted = {t.name: t.dtype for t in manifest.inputs}
+    return {k: v.astype(wanted[k]) for k, v in feeds.items() if k in wanted}
+
+
+def _image_arrays(path: Path, manifest: Manifest, limit: int) -> list[np.ndarray]:
+    from radedge.errors import InputError
+    from radedge.images.preprocess import load_image, preprocess
+
+    arrays = []
+    for file in _files(path, IMAGE_SUFFIXES):
+        try:
+            arrays.append(preprocess(load_image(file), manifest.preprocess or {}))
+        except InputError:
+            continue  # a colour photo in the folder is not a calibration sample
+        if len(arrays) >= limit:
+            break
+    return arrays
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over prepared batches."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._iter = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+
+def quantize_qdq(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> onnx.ModelProto:
+    """Static int8 Q/DQ quantization in the form TensorRT parses: signed int8, symmetric
+    (zero point 0) activations and per-channel weights, only around MatMul / Gemm / Conv."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        quantize_static(str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        return onnx.load(str(dst))
+
+
+def run_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """The first output of `model` on every batch, with onnxruntime on the CPU, concatenated."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, f)[0] for f in feeds])
+
+
+def accuracy_gate(manifest: Manifest, reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    """Does the int8 output agree with the float output? Report models: arg-max class per finding;
+    image models: decisions at the manifest's thresholds and mean probability difference."""
+    if manifest.task == "report-labels":
+        agreement = float(np.mean(reference.argmax(-1) == candidate.argmax(-1)))
+        passed = agreement >= REPORT_AGREEMENT_GATE
+        reason = f"class agreement {agreement:.4f} {'>=' if passed else '<'} {REPORT_AGREEMENT_GATE}"
+        return {"passed": passed, "agreement": agreement, "reason": reason, "samples": int(len(reference))}
+    thresholds = np.array([(manifest.thresholds or {}).get(f, 0.5) for f in manifest.labels], dtype=np.float32)
+    agreement = float(np.mean((reference >= thresholds) == (candidate >= thresholds)))
+    diff = float(np.mean(np.abs(reference - candidate)))
+    passed = agreement >= IMAGE_AGREEMENT_GATE and diff <= IMAGE_PROB_GATE
+    reason = (f"decision agreement {agreement:.4f} (gate {IMAGE_AGREEMENT_GATE}), "
+              f"mean |dp| {diff:.4f} (gate {IMAGE_PROB_GATE})")
+    return {"passed": passed, "agreement": agreement, "mean_abs_diff": diff, "reason": reason,
+            "samples": int(len(reference))}
+
+
+def calibrated_int8(model: onnx.ModelProto, manifest: Manifest, model_dir: str | os.PathLike,
+                    calib: str | os.PathLike, limit: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    feeds = calibration_feeds(manifest, model_dir, calib, limit)
+    quantized = quantize_qdq(model, feeds)
+    gate = accuracy_gate(manifest, run_cpu(model, feeds), run_cpu(quantized, feeds))
+    return quantized, gate

@@ -37,8 +37,12 @@ def write_tokenizer(folder: Path) -> None:
     tok.save(str(folder / "tokenizer.json"))
 
 
-def write_report_model(folder: Path, max_length: int = 32, stride: int = 8, seed: int = 0) -> Path:
-    """Mean of token ids -> linear -> [batch, 14, 4] logits: deterministic, depends on the text."""
+def write_report_model(folder: Path, max_length: int = 32, stride: int = 8, seed: int = 0,
+                       masked_mean: bool = False) -> Path:
+    """Mean of token ids -> linear -> [batch, 14, 4] logits: deterministic, depends on the text.
+
+    masked_mean=True averages over real tokens only (sum(ids * mask) / sum(mask)), so, like a real
+    encoder with an attention mask, a window's logits do not depend on the padding of its batch."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     w = numpy_helper.from_array(rng.normal(size=(1, 56)).astype(np.float32) / 50, "w")
@@ -48,7 +52,10 @@ def write_report_model(folder: Path, max_length: int = 32, stride: int = 8, seed
         helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["ids_f", "mask_f"], ["masked"]),
-        helper.make_node("ReduceMean", ["masked", "axes"], ["pooled"], keepdims=1),
+        *([helper.make_node("ReduceSum", ["masked", "axes"], ["total"], keepdims=1),
+           helper.make_node("ReduceSum", ["mask_f", "axes"], ["count"], keepdims=1),
+           helper.make_node("Div", ["total", "count"], ["pooled"])] if masked_mean else
+          [helper.make_node("ReduceMean", ["masked", "axes"], ["pooled"], keepdims=1)]),
         helper.make_node("MatMul", ["pooled", "w"], ["lin"]),
         helper.make_node("Add", ["lin", "b"], ["flat"]),
         helper.make_node("Reshape", ["flat", "shape"], ["logits"]),

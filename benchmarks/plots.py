@@ -1,0 +1,117 @@
+"""PNG plots of a results dict: throughput vs batch size, latency distributions, end-to-end bars."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TASK_TITLES = {"report-labels": "report labeling", "image-findings": "image scoring"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _reference_sequence(rows: list[dict[str, Any]]) -> int | None:
+    """The sequence length the report plots show: 128 when measured, else the middle one."""
+    seqs = sorted({r["sequence"] for r in rows if r.get("sequence")})
+    if not seqs:
+        return None
+    return 128 if 128 in seqs else seqs[len(seqs) // 2]
+
+
+def _task_rows(results: dict[str, Any], task: str) -> tuple[list[dict[str, Any]], int | None]:
+    rows = [r for r in results.get("latency", []) if r["task"] == task]
+    seq = _reference_sequence(rows)
+    return [r for r in rows if r.get("sequence") in (seq, None)], seq
+
+
+def throughput_plot(results: dict[str, Any], path: Path) -> Path | None:
+    plt = _plt()
+    tasks = [t for t in TASK_TITLES if any(r["task"] == t for r in results.get("latency", []))]
+    if not tasks:
+        return None
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows, seq = _task_rows(results, task)
+        for label in sorted({r["label"] for r in rows}):
+            pts = sorted((r["batch"], r["throughput_per_s"]) for r in rows if r["label"] == label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("items / s (graph only)")
+        ax.set_title(TASK_TITLES[task] + (f", {seq} tokens" if seq else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(_machine_line(results), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def latency_plot(results: dict[str, Any], path: Path) -> Path | None:
+    plt = _plt()
+    groups = []
+    for task in TASK_TITLES:
+        rows, seq = _task_rows(results, task)
+        for r in rows:
+            if r["batch"] == 1 and r.get("samples_ms"):
+                groups.append((f"{r['label']}" + (f"\n{seq} tok" if seq else ""), r["samples_ms"]))
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups)), 4.2))
+    ax.boxplot([g[1] for g in groups], whis=(1, 99), showfliers=True)
+    ax.set_xticks(range(1, len(groups) + 1), [g[0] for g in groups], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per call, ms (batch 1; whiskers p1-p99)")
+    ax.set_title("latency distribution at batch 1", fontsize=10)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    fig.suptitle(_machine_line(results), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def end_to_end_plot(results: dict[str, Any], path: Path) -> Path | None:
+    plt = _plt()
+    rows = results.get("end_to_end", [])
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    labels = [f"{r.get('label', r['name'])} [{TASK_TITLES.get(r['task'], r['task'])}]" for r in rows]
+    values = [r["throughput_per_s"] for r in rows]
+    ax.barh(range(len(rows)), values, color=["tab:green" if r["role"] == "default" else "tab:gray" for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("items / s, end to end (green: shipped default)")
+    for i, r in enumerate(rows):
+        if r.get("ratio_vs_default") is not None:
+            ax.text(values[i], i, f" {r['ratio_vs_default']:.2g}x", va="center", fontsize=7)
+    ax.invert_yaxis()
+    fig.suptitle(_machine_line(results), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _machine_line(results: dict[str, Any]) -> str:
+    from radedge.bench import describe_machine
+
+    return describe_machine(results.get("machine") or {})
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
+    """Every plot the results support, as PNGs in `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [throughput_plot(results, out / "throughput_vs_batch.png"),
+               latency_plot(results, out / "latency_batch1.png"),
+               end_to_end_plot(results, out / "end_to_end.png")]
+    return [p for p in written if p is not None]

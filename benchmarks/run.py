@@ -1,0 +1,286 @@
+"""`python -m benchmarks [--quick] [--out DIR]`: every speed and accuracy figure the README quotes.
+
+One command, one process, one machine: the shipped models and their alternatives are measured side
+by side in the same run. Each section runs on its own; a section that cannot run here (no model yet,
+no GPU, an optional helper missing) is recorded in `notes` / `errors` instead of stopping the rest.
+Results: DIR/results.json (schema: benchmarks/schema.py), DIR/*.png, and the terminal tables.
+`python -m benchmarks.readme DIR/results.json` then regenerates the README's performance block.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from radedge import registry
+from radedge.bench import describe_machine, import_time_s, machine_info
+
+from . import schema
+from .data import ROOT, openi_reports
+
+REPORT_TASK, IMAGE_TASK = "report-labels", "image-findings"
+
+
+@dataclass
+class Settings:
+    """What one run measures; --quick shrinks every axis for a smoke run."""
+
+    quick: bool = False
+    report_batches: tuple[int, ...] = (1, 8, 32)
+    report_seqs: tuple[int, ...] = (64, 128, 256)
+    image_batches: tuple[int, ...] = (1, 8, 16, 32)
+    iters: int = 20
+    warmup: int = 2
+    max_seconds: float = 4.0
+    e2e_reports: int | None = None  # None: every Open-i dev report
+    e2e_repeats: int = 3
+    e2e_images: int = 64
+    threads: int | None = None
+    gpu: bool = True
+    models_dir: str | None = None  # only the model folders under this one (default: the registry's path)
+
+    @classmethod
+    def for_run(cls, quick: bool, **common: Any) -> "Settings":
+        if not quick:
+            return cls(**common)
+        return cls(quick=True, report_batches=(1, 8), report_seqs=(64,), image_batches=(1, 8), iters=5, warmup=1,
+                   max_seconds=1.0, e2e_reports=128, e2e_repeats=1, e2e_images=16, **common)
+
+    def variants(self, task: str) -> list:
+        from .variants import discover
+
+        return discover(task, include_gpu=self.gpu, root=Path(self.models_dir) if self.models_dir else None)
+
+
+class Run:
+    """The results being built, with per-section timing and error capture."""
+
+    def __init__(self, settings: Settings, out: Path, argv: list[str]) -> None:
+        self.settings, self.out, self.start = settings, out, time.perf_counter()
+        self.results: dict[str, Any] = {
+            "format": schema.FORMAT, "version": schema.VERSION,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": ["python", "-m", "benchmarks", *argv], "quick": settings.quick, "wall_s": 0.0,
+            "git_commit": _git_commit(), "settings": asdict(settings), "machine": {}, "import_time": {},
+            "peaks": {}, "models": [], "latency": [], "end_to_end": [], "accuracy": [], "dicom": {},
+            "roofline": [], "notes": [], "errors": [], "sections_s": {},
+        }
+        self.predictions: dict[str, Any] = {}
+        self.report_ids: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.results["notes"].append(text)
+        log(f"note: {text}")
+
+    def section(self, name: str, fn: Callable[["Run"], None]) -> None:
+        log(f"== {name}")
+        t0 = time.perf_counter()
+        try:
+            fn(self)
+        except Exception as exc:  # one broken section must not lose the others' numbers
+            self.results["errors"].append({"section": name, "error": f"{type(exc).__name__}: {exc}"})
+            log(f"error in {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+        self.results["sections_s"][name] = round(time.perf_counter() - t0, 2)
+        self.save()
+
+    def save(self) -> Path:
+        self.results["wall_s"] = round(time.perf_counter() - self.start, 2)
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "results.json"
+        tmp = path.with_name("results.json.tmp")
+        tmp.write_text(json.dumps(self.results, indent=1, default=_json_default) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---- sections -----------------------------------------------------------------------------
+def machine_section(run: Run) -> None:
+    run.results["machine"] = machine_info()
+    run.results["import_time"] = import_time_s("radedge", repeats=3 if run.settings.quick else 7)
+    log(f"machine: {describe_machine(run.results['machine'])}")
+    load = run.results["machine"].get("load_average_1m")
+    if load is not None and load > 0.5 * (run.results["machine"].get("usable_cpus") or 1):
+        run.note(f"the CPU was busy when the run started (1-minute load average {load} on "
+                 f"{run.results['machine'].get('usable_cpus')} CPUs): timings may be pessimistic")
+
+
+def peaks_section(run: Run) -> None:
+    from .peak import measure_peaks
+
+    run.results["peaks"] = measure_peaks(quick=run.settings.quick)
+    log(f"peaks: {run.results['peaks']}")
+
+
+def _variants(run: Run, task: str):
+    found = run.settings.variants(task)
+    if not found:
+        run.note(f"no {task} model on the search path ({', '.join(map(str, registry.search_path()))}): not measured")
+    names = {v.model for v in found}
+    for name in sorted(names):
+        if not any(v.model == name and v.precision == "fp32" for v in found):
+            run.note(f"{name}: only its {next(v.precision for v in found if v.model == name)} graph is in its "
+                      "folder, so no fp32 ONNX row for it")
+    return found
+
+
+def latency_section(task: str) -> Callable[[Run], None]:
+    def section(run: Run) -> None:
+        from .latency import run_variant
+        from .roofline import annotate
+
+        s = run.settings
+        for variant in _variants(run, task):
+            log(f"-- {variant.label}")
+            batches = s.report_batches if task == REPORT_TASK else s.image_batches
+            try:
+                record, rows = run_variant(variant, batches, s.report_seqs, s.iters, s.warmup, s.max_seconds,
+                                           s.threads)
+            except Exception as exc:  # e.g. a GPU engine that cannot build here: keep the other variants
+                run.results["errors"].append({"section": f"latency {variant.label}",
+                                              "error": f"{type(exc).__name__}: {exc}"})
+                log(f"error: {variant.label}: {exc}")
+                continue
+            for row in rows:
+                annotate(row, str(variant.onnx), row.get("sequence"), row["throughput_per_s"], variant.precision,
+                         variant.device, run.results["peaks"])
+            run.results["models"].append(record)
+            run.results["latency"] += rows
+    return section
+
+
+def reports_end_to_end_section(run: Run) -> None:
+    from .end_to_end import report_labelers
+
+    reports = openi_reports(run.settings.e2e_reports)
+    if not reports:
+        run.note("Open-i reports not found: report end-to-end and accuracy not measured")
+        return
+    run.report_ids = [r["id"] for r in reports]
+    texts = [r["text"] for r in reports]
+    variants = run.settings.variants(REPORT_TASK)
+    rows, predictions = report_labelers(variants, texts, repeats=run.settings.e2e_repeats, threads=run.settings.threads)
+    run.results["end_to_end"] += rows
+    run.predictions.update(predictions)
+
+
+def images_end_to_end_section(run: Run) -> None:
+    from .data import DATA
+    from .end_to_end import image_scorers
+
+    folder = DATA / "images" / "nih"
+    paths = sorted(folder.rglob("*.png"))[: run.settings.e2e_images]
+    variants = run.settings.variants(IMAGE_TASK)
+    if not paths or not variants:
+        run.note("no NIH PNGs or no image model: image end-to-end not measured")
+        return
+    run.results["end_to_end"] += image_scorers(variants, paths, repeats=run.settings.e2e_repeats,
+                                               threads=run.settings.threads)
+
+
+def roofline_section(run: Run) -> None:
+    """One row per model variant: its end-to-end throughput at the measured mean tokens per window."""
+    from .roofline import annotate
+
+    peaks = run.results["peaks"]
+    for row in run.results["end_to_end"]:
+        if not row.get("onnx"):
+            continue
+        sequence = round(row["mean_window_tokens"]) if row["task"] == REPORT_TASK else None
+        # FLOPs per report = per window x windows per report; per image = one forward pass.
+        per_item_scale = row.get("windows_per_report", 1.0)
+        r = {"model": row["name"], "precision": row["precision"], "engine": row["engine"], "task": row["task"],
+             "what": f"end to end, {row['items']} items" + (f", mean window {sequence} tokens" if sequence else "")}
+        annotate(r, row["onnx"], sequence, row["throughput_per_s"] * per_item_scale, row["precision"],
+                 row.get("device", "cpu"), peaks)
+        r["flops_per_item"] = int(r["flops_per_item"] * per_item_scale)
+        r["throughput_per_s"] = row["throughput_per_s"]
+        run.results["roofline"].append(r)
+    best: dict[str, dict[str, Any]] = {}
+    for row in run.results["latency"]:
+        key = row["label"]
+        if row.get("fraction_of_peak") is not None and row["throughput_per_s"] > best.get(key, {}).get("throughput_per_s", 0):
+            best[key] = row
+    for row in best.values():
+        run.results["roofline"].append({
+            "model": row["model"], "precision": row["precision"], "engine": row["engine"], "task": row["task"],
+            "what": f"graph only, best batch {row['batch']}" + (f", {row['sequence']} tokens" if row.get("sequence") else ""),
+            "flops_per_item": row["flops_per_item"], "throughput_per_s": row["throughput_per_s"],
+            "achieved_gops": row["achieved_gops"], "peak_gops": row["peak_gops"],
+            "fraction_of_peak": row["fraction_of_peak"]})
+
+
+def ratios_section(run: Run) -> None:
+    from .end_to_end import add_ratios
+
+    add_ratios(run.results["end_to_end"])
+
+
+SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
+    ("machine", machine_section),
+    ("peaks", peaks_section),
+    ("latency-reports", latency_section(REPORT_TASK)),
+    ("latency-images", latency_section(IMAGE_TASK)),
+    ("end-to-end-reports", reports_end_to_end_section),
+    ("end-to-end-images", images_end_to_end_section),
+    ("ratios", ratios_section),
+    ("roofline", roofline_section),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small grids, few iterations, few reports")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="results folder")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    parser.add_argument("--no-gpu", action="store_true", help="skip GPU rows even when a GPU is present")
+    parser.add_argument("--models", default=None, help="measure only the model folders under this folder")
+    parser.add_argument("--only", default=None, help="comma-separated section names (default: all)")
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    settings = Settings.for_run(args.quick, threads=args.threads, gpu=not args.no_gpu, models_dir=args.models)
+    run = Run(settings, args.out, list(argv))
+    only = set(args.only.split(",")) if args.only else None
+    for name, fn in SECTIONS:
+        if only is None or name in only or name in ("machine",):
+            run.section(name, fn)
+    from .plots import write_plots
+    from .tables import print_tables
+
+    run.results["plots"] = [str(p.name) for p in write_plots(run.results, args.out)]
+    path = run.save()
+    problems = schema.validate(run.results)
+    print_tables(run.results)
+    for p in problems:
+        log(f"schema problem: {p}")
+    print(f"\nresults: {path}\nwall time: {run.results['wall_s']:.1f} s "
+          f"({run.results['wall_s'] / 60:.1f} min){' [quick]' if settings.quick else ''}")
+    return 1 if problems else 0

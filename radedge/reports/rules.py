@@ -303,7 +303,14 @@ class RuleLabeler:
             elif end < hi and cue.regex.match(t, end, hi):
                 return cue.cls
         if m.lastgroup == "q":
-            if finding.qualifier is None or not finding.qualifier.search(t, lo, hi):
+            q = finding.qualifier.search(t, lo, hi) if finding.qualifier is not None else None
+            if q is None:
                 return None
+            # "the heart silhouette and contours are not enlarged": a negation between the mention
+            # and its qualifier negates the mention
+            gap_lo, gap_hi = (end, q.start()) if q.start() >= end else (q.end(), start)
+            for cue in self._cues:
+                if cue.pre and cue.cls == NEGATIVE and gap_hi > gap_lo and cue.regex.search(t, gap_lo, gap_hi):
+                    return NEGATIVE
             return POSITIVE
         return UNCERTAIN if m.lastgroup == "u" else POSITIVE

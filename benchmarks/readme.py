@@ -1,0 +1,178 @@
+"""`python -m benchmarks.readme RESULTS.json [--readme README.md]`: regenerate the README's performance block.
+
+Only the text between `<!-- SECTION:performance -->` and `<!-- /SECTION:performance -->` is rewritten,
+from the results file alone, so every figure there can be traced to one run of `python -m benchmarks`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from radedge.bench import describe_machine
+
+from .data import ROOT
+
+SECTION = "performance"
+TASK_NAMES = {"report-labels": "reports", "image-findings": "images"}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def markdown_table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return str(path)
+
+
+def end_to_end_table(results: dict[str, Any]) -> str:
+    rows = [(TASK_NAMES.get(r["task"], r["task"]), r.get("label", r["name"]), r["role"], r["items"],
+             r["throughput_per_s"], f"{r['ratio_vs_default']:.3g}x" if r.get("ratio_vs_default") else "-",
+             r.get("source", "").split(":")[0])
+            for r in results.get("end_to_end", [])]
+    return markdown_table(rows, ["task", "labeler / scorer", "role", "items", "items/s", "vs shipped default",
+                                 "measured by"])
+
+
+def latency_table(results: dict[str, Any]) -> str:
+    """Per variant: batch-1 p50 / p99 (at 128 tokens for reports) and the best throughput over batch sizes."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in results.get("latency", [])):
+        rows = [r for r in results["latency"] if r["label"] == label]
+        seqs = sorted({r.get("sequence") for r in rows if r.get("sequence")})
+        ref_seq = 128 if 128 in seqs else (seqs[len(seqs) // 2] if seqs else None)
+        ref = [r for r in rows if r.get("sequence") == ref_seq]
+        one = next((r for r in ref if r["batch"] == 1), None)
+        best = max(ref, key=lambda r: r["throughput_per_s"])
+        size = f"{ref_seq} tokens" if ref_seq else f"{best.get('image_size')} px"
+        out.append((TASK_NAMES.get(best["task"], best["task"]), label, size, one and one["p50_ms"],
+                    one and one["p99_ms"], best["throughput_per_s"], best["batch"], best.get("fraction_of_peak"),
+                    best.get("peak_rss_mb")))
+    return markdown_table(out, ["task", "variant", "input", "p50 ms (batch 1)", "p99 ms (batch 1)",
+                                "best items/s", "at batch", "fraction of peak", "peak RSS MiB"])
+
+
+def accuracy_table(results: dict[str, Any]) -> str:
+    rows = [(TASK_NAMES.get(r["task"], r["task"]), r["model"], r["split"], r.get("n"), r["metric"], r["value"],
+             r.get("source", "").split(":")[0]) for r in results.get("accuracy", [])]
+    return markdown_table(rows, ["task", "model", "split", "n", "metric", "value", "measured by"])
+
+
+def roofline_table(results: dict[str, Any]) -> str:
+    rows = [(r["model"], r["precision"], r["engine"], r["what"], f"{r['flops_per_item'] / 1e9:.3g} G",
+             r["throughput_per_s"], r.get("achieved_gops"), r.get("peak_gops"), r.get("fraction_of_peak"))
+            for r in results.get("roofline", [])]
+    return markdown_table(rows, ["model", "precision", "engine", "what", "FLOPs / item", "items/s", "GOP/s",
+                                 "peak GOP/s", "fraction of peak"])
+
+
+def dicom_lines(results: dict[str, Any]) -> list[str]:
+    dicom = results.get("dicom") or {}
+    lines = []
+    for row in dicom.get("rows", []):
+        lines.append("- " + ", ".join(f"{k}: {_fmt(v)}" for k, v in row.items()))
+    for key, value in dicom.items():
+        if key != "rows" and not isinstance(value, (list, dict)):
+            lines.append(f"- {key}: {_fmt(value)}")
+    return lines
+
+
+def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str:
+    """The Markdown body of the performance block."""
+    machine = results.get("machine") or {}
+    peaks = results.get("peaks") or {}
+    imp = results.get("import_time") or {}
+    gpu = [g["name"] for g in machine.get("gpus", [])]
+    parts = [
+        "## Performance",
+        "",
+        f"Generated from `{_rel(results_path, readme_dir)}` by `python -m benchmarks.readme`; do not edit by hand. "
+        f"Reproduce on your machine with `{' '.join(results.get('command', ['python', '-m', 'benchmarks']))}` "
+        f"(this run: {results.get('wall_s', 0) / 60:.1f} min wall time, {results.get('created')}, commit "
+        f"`{results.get('git_commit')}`). For the installed models alone, without the checkout: `radedge bench`.",
+        "",
+        f"Machine: {describe_machine(machine)}; onnxruntime {machine.get('onnxruntime')}, Python {machine.get('python')}."
+        + (f" GPU rows were measured on: {', '.join(gpu)}." if gpu else " No GPU in this run: there are no GPU rows."),
+        "",
+        "**End to end, same inputs, same run** (reports: the Open-i dev reports through `ReportLabeler`; "
+        "images: NIH PNGs through `ImageScorer`; ratios against the shipped default measured by the same command):",
+        "",
+        end_to_end_table(results),
+        "",
+    ]
+    if results.get("accuracy"):
+        parts += ["**Accuracy** (Open-i gold, positive findings mapped to CheXpert, macro F1; image AUCs):", "",
+                  accuracy_table(results), ""]
+    if results.get("latency"):
+        parts += ["**Model latency** (graph only, synthetic inputs, after warm-up; p50 / p99 of repeated calls; "
+                  "throughput at the median call):", "", latency_table(results), ""]
+    if results.get("roofline"):
+        parts += [f"**Roofline**: this CPU's measured peaks are {_fmt(peaks.get('fp32_gflops'))} GFLOP/s fp32 "
+                  f"(numpy matmul), {_fmt(peaks.get('ort_fp32_gflops'))} GFLOP/s fp32 and "
+                  f"{_fmt(peaks.get('int8_gops'))} GOP/s int8 (onnxruntime MatMul / MatMulInteger); FLOPs are the "
+                  "matrix products of each ONNX graph at the measured mean window length.", "",
+                  roofline_table(results), ""]
+    dicom = dicom_lines(results)
+    if dicom:
+        parts += ["**DICOM scoring** (decode + preprocess + inference):", "", *dicom, ""]
+    if imp:
+        parts += [f"`import radedge` takes {imp['median_s'] * 1e3:.0f} ms (median of {imp['repeats']} fresh "
+                  "interpreters); model load times are in the results file.", ""]
+    plots = results.get("plots") or []
+    if plots:
+        folder = results_path.parent
+        parts += ["Plots: " + ", ".join(f"[{p}]({_rel(folder / p, readme_dir)})" for p in plots) + ".", ""]
+    notes = results.get("notes") or []
+    errors = results.get("errors") or []
+    if notes or errors:
+        parts += ["Notes on this run (what was not measured, and why):", ""]
+        parts += [f"- {n}" for n in notes] + [f"- {e['section']}: {e['error']}" for e in errors]
+        parts += [""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """`text` with the inside of its `<!-- SECTION:name -->` block replaced by `body`."""
+    start, end = f"<!-- SECTION:{name} -->", f"<!-- /SECTION:{name} -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"no {start} ... {end} block in the README")
+    return text[: i + len(start)] + "\n" + body + text[j:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="results.json written by python -m benchmarks")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    readme = args.readme
+    body = render(results, args.results.resolve(), readme.resolve().parent)
+    new = replace_block(readme.read_text(encoding="utf-8"), SECTION, body)
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, readme)
+    print(f"rewrote the {SECTION} block of {readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

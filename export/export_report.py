@@ -1,0 +1,227 @@
+"""Export a trained report student to ONNX, check parity, quantize to int8, gate, and write a model folder.
+
+    python -m export.export_report runs/student -o models/report-student --dev REPORTS [--metrics m.json]
+
+1. ONNX (torch's TorchScript exporter, opset 17): inputs input_ids / attention_mask int64
+   [batch, sequence] -> logits float32 [batch, 14, 4], both axes dynamic.
+2. Parity: max |logit difference| between PyTorch and onnxruntime fp32 on dev windows, printed and
+   bounded (`--parity-tol`), else the export fails.
+3. int8: onnxruntime dynamic quantization, per-channel, MatMul weights (and the embedding Gather,
+   which holds most of the bytes of a small encoder); see shared PERFORMANCE-NOTES.md.
+4. Gate: label agreement of the int8 model with the fp32 ONNX model, through the runtime's own
+   ReportLabeler, on the dev reports: below `--gate` (0.99) the export fails and nothing is written.
+5. The folder: model.onnx, tokenizer.json, manifest.json (sha256, tensors, precision, tokenizer,
+   max_length / stride, metrics, provenance) and MODEL_CARD.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from radedge.labels import CLASSES
+from radedge.manifest import Manifest, TensorSpec, file_hashes
+from radedge.reports.labeler import ReportLabeler
+from radedge.reports.windows import ReportWindows
+
+from .student import TOKENIZER_JSON, ReportStudent, load_student
+
+log = logging.getLogger("export.export_report")
+
+INPUTS = [TensorSpec("input_ids", "int64", ("batch", "sequence")),
+          TensorSpec("attention_mask", "int64", ("batch", "sequence"))]
+OUTPUTS = [TensorSpec("logits", "float32", ("batch", 14, 4))]
+MODEL_FILES = ["model.onnx", TOKENIZER_JSON]
+
+
+class ExportError(RuntimeError):
+    """The export did not meet a check (parity or the int8 gate); nothing was written."""
+
+
+def export_onnx(model: ReportStudent, path: Path, opset: int = 17) -> Path:
+    """fp32 ONNX with dynamic batch and sequence axes."""
+    model.eval()
+    ids = torch.ones((2, 16), dtype=torch.int64)
+    mask = torch.ones((2, 16), dtype=torch.int64)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"}}
+    with torch.inference_mode():
+        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return path
+
+
+def quantize_int8(src: Path, dst: Path, gather: bool = True) -> Path:
+    """Dynamic int8: per-channel s8 weights for MatMul (and Gather), u8 activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ops = ["MatMul", "Gather"] if gather else ["MatMul"]
+    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+    return dst
+
+
+def write_folder(folder: Path, onnx_path: Path, tokenizer: Path, *, name: str, precision: str, max_length: int,
+                 stride: int, metrics: dict[str, Any] | None = None,
+                 provenance: dict[str, Any] | None = None) -> Manifest:
+    """A loadable report-model folder (ONNX + tokenizer + manifest)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, folder / "model.onnx")
+    shutil.copyfile(tokenizer, folder / TOKENIZER_JSON)
+    manifest = Manifest(name=name, task="report-labels", files=file_hashes(folder, MODEL_FILES), inputs=INPUTS,
+                        outputs=OUTPUTS, precision=precision, classes=list(CLASSES), tokenizer=TOKENIZER_JSON,
+                        max_length=max_length, stride=stride, metrics=metrics or {}, provenance=provenance or {})
+    manifest.write(folder)
+    return manifest
+
+
+def parity(model: ReportStudent, onnx_path: Path, windows: ReportWindows, texts: Sequence[str],
+           batch_size: int = 32) -> float:
+    """Max |logit difference| between PyTorch and onnxruntime (fp32) over the windows of `texts`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.inference_mode():
+        for batch in windows.batches(windows.encode(texts), batch_size):
+            ref = model(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)).numpy()
+            got = session.run(["logits"], {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})[0]
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def label_agreement(a: ReportLabeler, b: ReportLabeler, texts: Sequence[str]) -> float:
+    """Fraction of (report, finding) labels on which two labelers give the same class."""
+    ca = np.stack([r.classes for r in a(texts)])
+    cb = np.stack([r.classes for r in b(texts)])
+    return float((ca == cb).mean())
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "radedge"], capture_output=True,
+                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, name: str | None = None,
+                   gate: float = 0.99, parity_tol: float = 1e-3, gather: bool = True,
+                   metrics: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                   card: str | None = None, keep_fp32: Path | None = None) -> dict[str, Any]:
+    """Run steps 1-5; returns the export's own measurements. Raises ExportError on a failed check."""
+    model, info = load_student(student_dir)
+    tokenizer = student_dir / TOKENIZER_JSON
+    max_length, stride = int(info["max_length"]), int(info["stride"])
+    from tokenizers import Tokenizer
+
+    windows = ReportWindows(Tokenizer.from_file(str(tokenizer)), max_length, stride)
+    name = name or out.name
+    with tempfile.TemporaryDirectory(prefix="radedge-export-") as tmp:
+        tmp_dir = Path(tmp)
+        fp32 = export_onnx(model, tmp_dir / "fp32.onnx")
+        diff = parity(model, fp32, windows, dev_texts)
+        log.info("parity: max |logit difference| PyTorch vs onnxruntime fp32 = %.2e (bound %.0e)", diff, parity_tol)
+        print(f"parity: max abs logit difference PyTorch vs ONNX fp32 = {diff:.3e} (bound {parity_tol:.0e})")
+        if not diff <= parity_tol:
+            raise ExportError(f"ONNX fp32 differs from PyTorch by {diff:.3e} > {parity_tol:.0e}")
+        int8 = quantize_int8(fp32, tmp_dir / "int8.onnx", gather=gather)
+        fp32_dir = keep_fp32 or tmp_dir / "fp32-model"
+        write_folder(fp32_dir, fp32, tokenizer, name=name + "-fp32", precision="fp32", max_length=max_length,
+                     stride=stride)
+        int8_dir = tmp_dir / "int8-model"
+        write_folder(int8_dir, int8, tokenizer, name=name, precision="int8", max_length=max_length, stride=stride)
+        agreement = label_agreement(ReportLabeler.load(fp32_dir, threads=1), ReportLabeler.load(int8_dir, threads=1),
+                                    dev_texts)
+        print(f"int8 gate: label agreement with fp32 ONNX on {len(dev_texts)} dev reports = {agreement:.4f} "
+              f"(gate {gate})")
+        if agreement < gate:
+            raise ExportError(f"int8 label agreement {agreement:.4f} < gate {gate}; nothing written")
+        measured = {
+            "parity_max_abs_logit_diff": diff,
+            "int8_fp32_label_agreement": round(agreement, 5),
+            "gate": {"int8_fp32_label_agreement_min": gate, "dev_reports": len(dev_texts)},
+            "onnx_bytes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size},
+        }
+        prov = {
+            "student": {k: v for k, v in info.items() if k != "history"},
+            "training": info.get("history"),
+            "commit": git_commit(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "export_command": "python -m export.export_report " + " ".join(sys.argv[1:]),
+            "quantization": {"tool": "onnxruntime.quantization.quantize_dynamic", "per_channel": True,
+                             "weight_type": "QInt8", "op_types": ["MatMul", "Gather"] if gather else ["MatMul"]},
+            **(provenance or {}),
+        }
+        tmp_out = out.with_name(out.name + ".tmp")
+        if tmp_out.exists():
+            shutil.rmtree(tmp_out)
+        write_folder(tmp_out, int8, tokenizer, name=name, precision="int8", max_length=max_length, stride=stride,
+                     metrics={**measured, **(metrics or {})}, provenance=prov)
+        if card:
+            (tmp_out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+            manifest = Manifest.read(tmp_out)
+            manifest.files = file_hashes(tmp_out, MODEL_FILES + ["MODEL_CARD.md"])
+            manifest.write(tmp_out)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp_out.rename(out)
+    return measured
+
+
+def read_texts(path: Path, holdout_only: bool = True) -> list[str]:
+    """Report texts from a reports .jsonl (id, text); by default only the hold-out reports."""
+    from .splits import is_holdout
+
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("text", "").strip() and (not holdout_only or is_holdout(str(rec["id"]))):
+                texts.append(rec["text"])
+    return texts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(prog="python -m export.export_report", description=__doc__.split("\n\n")[0])
+    p.add_argument("student", type=Path, help="student folder from export.distill")
+    p.add_argument("-o", "--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--dev", type=Path, required=True, help="reports .jsonl (id, text) for parity and the gate")
+    p.add_argument("--all-dev", action="store_true", help="use every report in --dev, not only the hold-out")
+    p.add_argument("--name", help="model name in the manifest (default: the folder name)")
+    p.add_argument("--gate", type=float, default=0.99)
+    p.add_argument("--parity-tol", type=float, default=1e-3)
+    p.add_argument("--no-gather", action="store_true", help="quantize MatMul only (keep embeddings fp32)")
+    p.add_argument("--metrics", type=Path, help="JSON of further metrics for the manifest")
+    p.add_argument("--card", type=Path, help="MODEL_CARD.md to ship")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    texts = read_texts(args.dev, holdout_only=not args.all_dev)
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    card = args.card.read_text(encoding="utf-8") if args.card else None
+    try:
+        export_student(args.student, args.out, texts, name=args.name, gate=args.gate, parity_tol=args.parity_tol,
+                       gather=not args.no_gather, metrics=metrics, card=card)
+    except ExportError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

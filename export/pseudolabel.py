@@ -1,0 +1,196 @@
+"""Label a report corpus with the teachers, for distillation.
+
+    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher rules
+    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher llm  --endpoint http://gpu-box:8000/v1 --llm-model NAME
+    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher both --endpoint ... --llm-model ...
+
+INPUT is anything `radedge label-reports` reads (radedge.io.readers: CSV, JSONL, .txt folder, Open-i XML).
+Teachers see what the student will read: the FINDINGS / IMPRESSION sections (radedge.reports.sections).
+
+Each corpus record: `id`, `text` (the report as given), `classes` (14 class indices), `probs` (soft
+targets `[14][4]`, when they are not one-hot), `confidence` (per finding), `teachers` (each
+teacher's own classes or error) and `error` (set, and no labels, when no teacher could label the
+report: never guessed). With both teachers, a finding on which they agree keeps its class with
+confidence 1; where they disagree the target is the mixture LLM_WEIGHT * llm + (1 - LLM_WEIGHT) * rules
+(the LLM's own soft distribution when it has one), with confidence DISAGREE_CONFIDENCE.
+
+The output is appended record by record and a rerun resumes after the records it holds; the LLM's
+answers are also cached (`--cache`), so a stopped run asks the endpoint only about new reports.
+Provenance (teachers, prompt version, endpoint model, data, date, command) goes to `OUT.provenance.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from radedge.errors import InputError
+from radedge.io.readers import FORMATS, ReaderOptions, read_reports
+from radedge.io.records import RecordWriter
+from radedge.labels import N_CLASSES, N_FINDINGS, apply_no_finding
+from radedge.manifest import sha256_file
+from radedge.reports.labeler import decode_report
+from radedge.reports.sections import findings_text
+
+from .teachers import TeacherLabel
+
+log = logging.getLogger("export.pseudolabel")
+
+CHUNK = 64
+LLM_WEIGHT = 0.6  # the LLM reads context the rules cannot; on a disagreement it leads, the rules still count
+DISAGREE_CONFIDENCE = 0.5
+SINGLE_CONFIDENCE = 0.8  # one of two teachers failed on this report: the other's label, less trusted
+
+
+def combine(labels: dict[str, TeacherLabel]) -> dict[str, Any]:
+    """One corpus target from the teachers' answers for one report (see the module docstring)."""
+    ok = {name: lab for name, lab in labels.items() if lab.classes is not None}
+    record: dict[str, Any] = {"teachers": {name: (lab.classes.tolist() if lab.classes is not None else
+                                                   {"error": lab.error}) for name, lab in labels.items()}}
+    if not ok:
+        record["error"] = "; ".join(f"{n}: {lab.error}" for n, lab in labels.items())
+        return record
+    eye = np.eye(N_CLASSES, dtype=np.float32)
+
+    def dist(lab: TeacherLabel) -> np.ndarray:
+        return lab.probs if lab.probs is not None else eye[lab.classes.astype(np.int64)]
+
+    if len(ok) == 1:
+        (lab,) = ok.values()
+        q = dist(lab)
+        conf = np.full(len(lab.classes), 1.0 if len(labels) == 1 else SINGLE_CONFIDENCE, dtype=np.float32)
+        classes = lab.classes.copy()
+    else:
+        llm, rules = ok["llm"], ok["rules"]
+        agree = llm.classes == rules.classes
+        mix = LLM_WEIGHT * dist(llm) + (1 - LLM_WEIGHT) * dist(rules)
+        q = np.where(agree[:, None], eye[llm.classes.astype(np.int64)], mix)
+        conf = np.where(agree, 1.0, DISAGREE_CONFIDENCE).astype(np.float32)
+        classes = q.argmax(-1).astype(np.int8)
+        record["agreement"] = round(float(agree.mean()), 4)
+    classes = apply_no_finding(classes)
+    q[0] = eye[classes[0]]  # No Finding follows the rule from the other findings
+    record["classes"] = classes.tolist()
+    if not np.array_equal(q, eye[classes.astype(np.int64)]):
+        record["probs"] = np.round(q, 4).tolist()
+    record["confidence"] = [round(float(c), 3) for c in conf]
+    return record
+
+
+def make_teachers(kind: str, args: argparse.Namespace) -> list[Any]:
+    teachers: list[Any] = []
+    if kind in ("rules", "both"):
+        from .teachers.rules import RulesTeacher
+
+        teachers.append(RulesTeacher(args.lexicons))
+    if kind in ("llm", "both"):
+        if not args.endpoint or not args.llm_model:
+            raise SystemExit("--teacher llm/both needs --endpoint URL and --llm-model NAME")
+        from .teachers.llm import LLMTeacher
+
+        cache = args.cache or Path(str(args.out) + ".llm-cache.jsonl")
+        teachers.append(LLMTeacher(args.endpoint, args.llm_model, cache, timeout=args.timeout,
+                                   attempts=args.attempts, concurrency=args.concurrency,
+                                   api_key=os.environ.get("RADEDGE_LLM_API_KEY")))
+    return teachers
+
+
+def label_chunk(teachers: Sequence[Any], chunk: Sequence[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """Corpus records for (id, report) pairs; unreadable reports get their error, unlabelled ones too."""
+    out: list[dict[str, Any] | None] = [None] * len(chunk)
+    texts: dict[int, str] = {}
+    for i, (rid, report) in enumerate(chunk):
+        try:
+            texts[i] = decode_report(report)
+        except InputError as exc:
+            out[i] = {"id": rid, "text": None, "error": f"{type(exc).__name__}: {exc}"}
+    model_texts = {i: findings_text(t) for i, t in texts.items()}
+    for i, t in model_texts.items():
+        if not t.strip():  # nothing to read: not mentioned everywhere (as at run time), no teacher asked
+            out[i] = {"id": chunk[i][0], "text": texts[i], "teachers": {}, "classes": [0] * N_FINDINGS,
+                      "confidence": [1.0] * N_FINDINGS}
+    order = [i for i, t in model_texts.items() if t.strip()]
+    answers = {t.name: t.label([model_texts[i] for i in order]) for t in teachers}
+    for k, i in enumerate(order):
+        labels = {name: ans[k] for name, ans in answers.items()}
+        out[i] = {"id": chunk[i][0], "text": texts[i], **combine(labels)}
+    return out  # type: ignore[return-value]
+
+
+def pseudolabel(reports: Iterable[tuple[Any, Any]], teachers: Sequence[Any], writer: RecordWriter,
+                chunk_size: int = CHUNK) -> dict[str, int]:
+    """Label a stream of (id, report) pairs into `writer`, skipping ids it already holds (resume)."""
+    done = {str(r.get("id")) for r in writer.existing}
+    stats = {"labelled": 0, "failed": 0, "resumed": len(done)}
+    it: Iterator[tuple[Any, Any]] = (pair for pair in reports if str(pair[0]) not in done)
+    while chunk := list(itertools.islice(it, chunk_size)):
+        for rec in label_chunk(teachers, chunk):
+            writer.write(rec)
+            stats["failed" if rec.get("error") else "labelled"] += 1
+        log.info("%d labelled, %d failed", stats["labelled"], stats["failed"])
+    return stats
+
+
+def provenance(args: argparse.Namespace, teachers: Sequence[Any], argv: Sequence[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"input": str(args.input), "format": args.format}
+    if args.input.is_file():
+        data["sha256"] = sha256_file(args.input)
+    return {
+        "teachers": [t.provenance for t in teachers],
+        "combine": {"llm_weight": LLM_WEIGHT, "disagree_confidence": DISAGREE_CONFIDENCE} if len(teachers) > 1
+        else None,
+        "text": "radedge.reports.sections.findings_text (what the student reads)",
+        "data": data,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m export.pseudolabel " + " ".join(argv),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    log.setLevel(logging.INFO)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m export.pseudolabel", description=__doc__.split("\n\n")[0])
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True, help="corpus .jsonl")
+    p.add_argument("--teacher", choices=("rules", "llm", "both"), default="rules")
+    p.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    p.add_argument("--llm-model", help="the model name the endpoint serves")
+    p.add_argument("--cache", type=Path, help="LLM answer cache (.jsonl; default OUT.llm-cache.jsonl)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--attempts", type=int, default=4)
+    p.add_argument("--lexicons", help="rule lexicon folder (default: the packaged lexicons)")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--text-column")
+    p.add_argument("--id-column")
+    p.add_argument("--text-field")
+    p.add_argument("--id-field")
+    p.add_argument("--overwrite", action="store_true", help="start the corpus afresh instead of resuming")
+    args = p.parse_args(argv)
+    reports = read_reports(args.input, args.format,
+                           ReaderOptions(args.text_column, args.id_column, args.text_field, args.id_field))
+    teachers = make_teachers(args.teacher, args)
+    try:
+        with RecordWriter(args.out, resume=not args.overwrite) as writer:
+            prov = provenance(args, teachers, argv)
+            Path(str(args.out) + ".provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+            stats = pseudolabel(reports, teachers, writer)
+    finally:
+        for t in teachers:
+            t.close()
+    print(f"pseudolabel: {stats['labelled']} labelled, {stats['failed']} failed, "
+          f"{stats['resumed']} already in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

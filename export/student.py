@@ -1,0 +1,84 @@
+"""The report student: a Hugging Face encoder, masked mean pooling, and 14 four-way heads.
+
+Saved as a folder (`encoder/` via save_pretrained, `heads.pt`, `tokenizer.json`, `student.json`) so that
+export and evaluation rebuild exactly the trained module. The forward takes `input_ids` and
+`attention_mask` and returns logits `[batch, 14, 4]`: the ONNX graph's interface.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from radedge.labels import N_CLASSES, N_FINDINGS
+
+STUDENT_JSON = "student.json"
+TOKENIZER_JSON = "tokenizer.json"
+
+
+class ReportStudent(nn.Module):
+    """encoder -> mean of the unmasked token states -> dropout -> linear to 14 x 4 logits.
+
+    Mean pooling rather than [CLS]: sentence-transformers encoders (MiniLM here) were trained with it,
+    and a mention anywhere in the window reaches the heads through the same path.
+    """
+
+    def __init__(self, encoder: nn.Module, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.Linear(hidden, N_FINDINGS * N_CLASSES)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.heads(self.dropout(pooled)).view(-1, N_FINDINGS, N_CLASSES)
+
+
+def load_encoder(base: str | Path, layers: int | None = None, vocab_size: int | None = None,
+                 random_init: bool = False) -> nn.Module:
+    """A Hugging Face encoder from a model folder (weights loaded) or a config (random init).
+
+    `base` may be a folder with config.json (+ weights unless random_init) or a config.json path.
+    `layers` keeps only the first N layers (a shallower, faster student that starts from the
+    pretrained lower layers); `vocab_size` overrides the config's (a tokenizer trained on the corpus).
+    """
+    from transformers import AutoConfig, AutoModel
+
+    base = Path(base)
+    config_path = base if base.is_file() else base / "config.json"
+    config = AutoConfig.from_pretrained(str(config_path.parent if config_path.name == "config.json" else config_path))
+    if layers is not None:
+        if layers > config.num_hidden_layers:
+            raise ValueError(f"--layers {layers}: the base has only {config.num_hidden_layers}")
+        config.num_hidden_layers = layers
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    has_weights = base.is_dir() and any((base / n).exists() for n in ("model.safetensors", "pytorch_model.bin"))
+    if random_init or not has_weights:
+        return AutoModel.from_config(config)
+    return AutoModel.from_pretrained(str(base), config=config)
+
+
+def save_student(model: ReportStudent, folder: Path, info: dict[str, Any], tokenizer_file: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(str(folder / "encoder"))
+    torch.save(model.heads.state_dict(), folder / "heads.pt")
+    (folder / TOKENIZER_JSON).write_bytes(Path(tokenizer_file).read_bytes())
+    (folder / STUDENT_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def load_student(folder: str | Path) -> tuple[ReportStudent, dict[str, Any]]:
+    """The trained student (eval mode) and its student.json (max_length, stride, provenance...)."""
+    from transformers import AutoModel
+
+    folder = Path(folder)
+    info = json.loads((folder / STUDENT_JSON).read_text(encoding="utf-8"))
+    model = ReportStudent(AutoModel.from_pretrained(str(folder / "encoder")))
+    model.heads.load_state_dict(torch.load(folder / "heads.pt", weights_only=True))
+    return model.eval(), info

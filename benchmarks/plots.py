@@ -82,19 +82,27 @@ def latency_plot(results: dict[str, Any], path: Path) -> Path | None:
 def end_to_end_plot(results: dict[str, Any], path: Path) -> Path | None:
     plt = _plt()
     rows = results.get("end_to_end", [])
-    if not rows:
+    tasks = [t for t in TASK_TITLES if any(r["task"] == t for r in rows)]
+    if not tasks:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
-    labels = [f"{r.get('label', r['name'])} [{TASK_TITLES.get(r['task'], r['task'])}]" for r in rows]
-    values = [r["throughput_per_s"] for r in rows]
-    ax.barh(range(len(rows)), values, color=["tab:green" if r["role"] == "default" else "tab:gray" for r in rows])
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("items / s, end to end (green: shipped default)")
-    for i, r in enumerate(rows):
-        if r.get("ratio_vs_default") is not None:
-            ax.text(values[i], i, f" {r['ratio_vs_default']:.2g}x", va="center", fontsize=7)
-    ax.invert_yaxis()
+    heights = [sum(r["task"] == t for r in rows) for t in tasks]
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 0.42 * sum(heights) + 1.2 * len(tasks)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, task in zip(axes[:, 0], tasks):
+        task_rows = [r for r in rows if r["task"] == task]
+        values = [r["throughput_per_s"] for r in task_rows]
+        colors = ["tab:green" if r["role"] == "default" else "tab:gray" for r in task_rows]
+        ax.barh(range(len(task_rows)), values, color=colors)
+        ax.set_yticks(range(len(task_rows)), [r.get("label", r["name"]) for r in task_rows], fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 10, max(values) * 3)
+        ax.set_title(f"{TASK_TITLES[task]}, end to end (green: shipped default)", fontsize=9)
+        for i, r in enumerate(task_rows):
+            if r.get("ratio_vs_default") is not None:
+                ax.text(values[i], i, f" {r['ratio_vs_default']:.3g}x", va="center", fontsize=7)
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+    axes[-1, 0].set_xlabel("items / s")
     fig.suptitle(_machine_line(results), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

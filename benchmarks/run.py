@@ -238,6 +238,15 @@ def roofline_section(run: Run) -> None:
             "fraction_of_peak": row["fraction_of_peak"]})
 
 
+def report_accuracy_section(run: Run) -> None:
+    from .accuracy import report_accuracy
+
+    if not run.predictions:
+        run.note("no report labels from the end-to-end section: report accuracy not measured")
+        return
+    run.results["accuracy"] += report_accuracy(run.predictions, run.report_ids)
+
+
 def ratios_section(run: Run) -> None:
     from .end_to_end import add_ratios
 
@@ -251,6 +260,7 @@ SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
     ("latency-images", latency_section(IMAGE_TASK)),
     ("end-to-end-reports", reports_end_to_end_section),
     ("end-to-end-images", images_end_to_end_section),
+    ("accuracy-reports", report_accuracy_section),
     ("ratios", ratios_section),
     ("roofline", roofline_section),
 ]

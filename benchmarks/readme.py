@@ -87,11 +87,18 @@ def roofline_table(results: dict[str, Any]) -> str:
 def dicom_lines(results: dict[str, Any]) -> list[str]:
     dicom = results.get("dicom") or {}
     lines = []
-    for row in dicom.get("rows", []):
-        lines.append("- " + ", ".join(f"{k}: {_fmt(v)}" for k, v in row.items()))
-    for key, value in dicom.items():
-        if key != "rows" and not isinstance(value, (list, dict)):
-            lines.append(f"- {key}: {_fmt(value)}")
+    if dicom.get("rows"):
+        rows = [(r["group"], r["files"], r["decode_ms"], r["prepare_ms"], r["inference_ms"],
+                 f"{r['inference_share']:.0%}", r["pipeline_images_per_s"], r.get("pipeline_workers"))
+                for r in dicom["rows"]]
+        lines.append(markdown_table(rows, ["transfer syntax", "files", "decode ms / image",
+                                           "read + decode + LUTs + preprocess ms", "inference ms / image",
+                                           "inference share", "score-dicoms images/s", "workers"]))
+    memory = dicom.get("memory")
+    if isinstance(memory, dict):
+        lines.append("")
+        lines.append("Memory: " + ", ".join(f"{k} {_fmt(v)}" for k, v in memory.items()
+                                            if not isinstance(v, (list, dict))))
     return lines
 
 
@@ -132,7 +139,8 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
                   roofline_table(results), ""]
     dicom = dicom_lines(results)
     if dicom:
-        parts += ["**DICOM scoring** (decode + preprocess + inference):", "", *dicom, ""]
+        parts += [f"**DICOM scoring** (full-size radiographs, stage by stage, by `benchmarks/dicom_throughput.py`; "
+                  f"model {results['dicom'].get('model')}):", "", *dicom, ""]
     if imp:
         parts += [f"`import radedge` takes {imp['median_s'] * 1e3:.0f} ms (median of {imp['repeats']} fresh "
                   "interpreters); model load times are in the results file.", ""]

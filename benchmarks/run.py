@@ -247,6 +247,21 @@ def report_accuracy_section(run: Run) -> None:
     run.results["accuracy"] += report_accuracy(run.predictions, run.report_ids)
 
 
+def dicom_section(run: Run) -> None:
+    from . import dicom
+
+    result = dicom.throughput(run.settings.quick, run.settings.threads)
+    run.results["dicom"] = result
+    if "stand-in" in str(result.get("model")):
+        run.note("DICOM throughput used the image model's stand-in (same architecture, random weights): "
+                 "no image model is shipped yet")
+    mem = dicom.memory(run.settings.quick)
+    if mem is None:
+        run.note("benchmarks/dicom_memory.py has no run(): 10,000-file peak memory not in this report")
+    else:
+        run.results["dicom"]["memory"] = mem
+
+
 def ratios_section(run: Run) -> None:
     from .end_to_end import add_ratios
 
@@ -261,6 +276,7 @@ SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
     ("end-to-end-reports", reports_end_to_end_section),
     ("end-to-end-images", images_end_to_end_section),
     ("accuracy-reports", report_accuracy_section),
+    ("dicom", dicom_section),
     ("ratios", ratios_section),
     ("roofline", roofline_section),
 ]

@@ -17,6 +17,11 @@ ROOFLINE_COLUMNS = (("model", "model"), ("precision", "prec"), ("engine", "engin
                     ("flops_per_item", "FLOPs/item"), ("throughput_per_s", "items/s"),
                     ("achieved_gops", "GOP/s"), ("peak_gops", "peak"), ("fraction_of_peak", "fraction"))
 
+DICOM_COLUMNS = (("group", "transfer syntax"), ("files", "files"), ("decode_ms", "decode ms"),
+                 ("prepare_ms", "read+decode+LUT+preproc ms"), ("inference_ms", "inference ms"),
+                 ("inference_share", "inference share"), ("pipeline_images_per_s", "score-dicoms images/s"),
+                 ("pipeline_workers", "workers"))
+
 
 def print_tables(results: dict[str, Any]) -> None:
     print(f"machine: {describe_machine(results.get('machine') or {})}")
@@ -37,8 +42,10 @@ def print_tables(results: dict[str, Any]) -> None:
     for model in results.get("models", []):
         print(f"load {model['label']}: {model['load_s'] * 1e3:.0f} ms, {model['model_bytes'] / 2**20:.1f} MiB graph")
     dicom = results.get("dicom") or {}
-    if dicom:
-        print("\n## DICOM\n" + "\n".join(f"{k}: {v}" for k, v in dicom.items() if not isinstance(v, (list, dict))))
+    if dicom.get("rows"):
+        print(f"\n## DICOM scoring ({dicom.get('model')})\n" + format_table(dicom["rows"], DICOM_COLUMNS))
+    if dicom.get("memory"):
+        print(f"DICOM memory: {dicom['memory']}")
     for n in results.get("notes", []):
         print(f"note: {n}")
     for e in results.get("errors", []):

@@ -32,3 +32,30 @@ def need_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found (shared/data must sit beside the checkout, or set RADEDGE_SHARED)")
     return path
+
+
+def _accelerator_skips() -> dict[str, str]:
+    """marker -> why its tests cannot run here ({} when a CUDA GPU and TensorRT are both present)."""
+    from radedge.backends.tensorrt import cuda_device_count
+
+    reasons = {}
+    if cuda_device_count() == 0:
+        reasons["gpu"] = "no CUDA GPU visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        reasons["tensorrt"] = f"TensorRT not importable ({exc}); pip install 'radedge[gpu]'"
+    return reasons
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests without a CUDA device and `tensorrt` tests without TensorRT, saying why."""
+    marked = [item for item in items if item.get_closest_marker("gpu") or item.get_closest_marker("tensorrt")]
+    if not marked:
+        return
+    reasons = _accelerator_skips()
+    for item in marked:
+        for marker, reason in reasons.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break

@@ -38,13 +38,15 @@ def providers_for(device: str, provider: str | None = None) -> list[str]:
     """Execution providers for a device; a missing requested one raises, only `auto` falls back."""
     import onnxruntime as ort
 
+    from .tensorrt import cuda_device_count
+
+    # onnxruntime-gpu lists its GPU providers whether or not a GPU is present: check the device too.
     available = ort.get_available_providers()
     if device == "auto":
-        for candidate in ("tensorrt", "cuda", "cpu"):
-            if _PROVIDERS[candidate][0] in available:
-                if candidate != "tensorrt" and "CUDAExecutionProvider" not in available:
-                    warnings.warn("no GPU execution provider in onnxruntime; running on the CPU", stacklevel=3)
-                return [p for p in _PROVIDERS[candidate] if p in available]
+        if "CUDAExecutionProvider" not in available or cuda_device_count() == 0:
+            warnings.warn("no GPU execution provider or no GPU visible; running on the CPU", stacklevel=3)
+            return ["CPUExecutionProvider"]
+        device = "cuda"  # auto prefers CUDA: the TensorRT provider builds engines for minutes on first use
     key = provider or device
     if key not in _PROVIDERS:
         raise DeviceUnavailableError(f"unknown device {device!r}; choose one of cpu, cuda, auto")
@@ -54,7 +56,20 @@ def providers_for(device: str, provider: str | None = None) -> list[str]:
             f"device {key!r} needs onnxruntime's {wanted}, which this install lacks "
             f"(available: {', '.join(available)}); install radedge[gpu] on a machine with an NVIDIA GPU"
         )
+    if key != "cpu" and cuda_device_count() == 0:
+        raise DeviceUnavailableError(f"device {key!r}: onnxruntime has {wanted} but no CUDA GPU is visible")
     return [p for p in _PROVIDERS[key] if p in available]
+
+
+def provider_options(providers: list[str]) -> list[dict[str, str]]:
+    """Per-provider options: the TensorRT provider caches its engines and timings beside radedge's
+    own plans (so only the first session on a GPU pays the build) and may use fp16."""
+    from .tensorrt import default_cache_dir
+
+    trt_cache = str(default_cache_dir() / "onnxruntime-trt")
+    trt = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": trt_cache,
+           "trt_timing_cache_enable": "True", "trt_timing_cache_path": trt_cache, "trt_fp16_enable": "True"}
+    return [trt if p == "TensorrtExecutionProvider" else {} for p in providers]
 
 
 class OnnxRuntimeBackend:
@@ -71,11 +86,18 @@ class OnnxRuntimeBackend:
         if threads:
             opts.intra_op_num_threads = threads
         self.providers = providers_for(device, provider)
-        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
         try:
-            self.session = ort.InferenceSession(str(Path(model_path)), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(Path(model_path)), sess_options=opts, providers=self.providers,
+                                                provider_options=provider_options(self.providers))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"{model_path}: onnxruntime could not load the model ({exc})") from exc
+        active = self.session.get_providers()
+        if active[0] != self.providers[0] and device == "auto":
+            warnings.warn(f"onnxruntime could not start {self.providers[0]}; running on {active[0]}", stacklevel=2)
+        elif active[0] != self.providers[0]:  # onnxruntime fell back (e.g. CUDA libraries missing)
+            raise DeviceUnavailableError(f"{model_path}: onnxruntime could not start {self.providers[0]} "
+                                         f"(running on {active[0]} instead); check the CUDA / TensorRT libraries")
+        self.device = "cpu" if active[0] == "CPUExecutionProvider" else "cuda"
         self.inputs = [_spec(i) for i in self.session.get_inputs()]
         self.outputs = [_spec(o) for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]

@@ -27,7 +27,6 @@ from radedge.manifest import Manifest
 from . import surgery
 
 REPORT_SUFFIXES = (".txt", ".jsonl")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 REPORT_AGREEMENT_GATE = 0.99  # class arg-max agreement, int8 vs float, over findings x samples
 IMAGE_AGREEMENT_GATE = 0.99   # thresholded decision agreement
 IMAGE_PROB_GATE = 0.02        # mean absolute probability difference
@@ -118,31 +117,46 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 # ---- calibration ---------------------------------------------------------------------------------
 def calibration_feeds(manifest: Manifest, model_dir: str | os.PathLike, calib: str | os.PathLike,
                       limit: int = 256, batch: int = CALIB_BATCH) -> list[dict[str, np.ndarray]]:
-    """Batches of model inputs made from a folder (or file) of reports or images, preprocessed exactly
-    as radedge serves them; ValueError when the folder holds nothing usable."""
+    """Batches of model inputs made from a folder (or file) of reports or images, read and
+    preprocessed exactly as radedge serves them (ReportWindows; ImageScorer's prepare_input, so PNG,
+    JPEG and DICOM all work); ValueError when the folder holds nothing usable."""
     if manifest.task == "report-labels":
-        texts = list(_report_texts(Path(calib), limit))
-        if not texts:
-            raise ValueError(f"{calib}: no reports found (*.txt files, or *.jsonl with a 'text' field)")
-        return [_tokenize(manifest, model_dir, texts[i:i + batch]) for i in range(0, len(texts), batch)]
-    images = _image_arrays(Path(calib), manifest, limit)
-    if not images:
-        raise ValueError(f"{calib}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    name = manifest.inputs[0].name
-    return [{name: np.stack(images[i:i + batch])} for i in range(0, len(images), batch)]
+        return _report_feeds(manifest, model_dir, Path(calib), limit, batch)
+    return _image_feeds(manifest, Path(calib), limit, batch)
 
 
-def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def _report_feeds(manifest: Manifest, model_dir: str | os.PathLike, calib: Path, limit: int,
+                  batch: int) -> list[dict[str, np.ndarray]]:
+    from radedge.reports.windows import ReportWindows
+
+    texts = list(_report_texts(calib, limit))
+    windows = ReportWindows.from_model_dir(model_dir, manifest)
+    encoded = windows.encode(texts)
+    if not encoded:
+        raise ValueError(f"{calib}: no reports with text found (*.txt files, or *.jsonl with a 'text' field)")
+    names = {t.name for t in manifest.inputs}
+    feeds = []
+    for b in windows.batches(encoded, batch):
+        feed = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
+        if "token_type_ids" in names:
+            feed["token_type_ids"] = np.zeros_like(b.input_ids)
+        feeds.append({k: v for k, v in feed.items() if k in names})
+    return feeds
+
+
+def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise ValueError(f"{path}: no such calibration folder or file")
-    return sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+    return sorted(p for p in path.rglob("*") if p.is_file())
 
 
 def _report_texts(path: Path, limit: int) -> Iterator[str]:
     count = 0
-    for file in _files(path, REPORT_SUFFIXES):
+    for file in _files(path):
+        if file.suffix.lower() not in REPORT_SUFFIXES:
+            continue
         if file.suffix.lower() == ".jsonl":
             lines = (json.loads(line).get("text") for line in file.read_text(encoding="utf-8").splitlines()
                      if line.strip())
@@ -156,35 +170,22 @@ def _report_texts(path: Path, limit: int) -> Iterator[str]:
                     return
 
 
-def _tokenize(manifest: Manifest, model_dir: str | os.PathLike, texts: list[str]) -> dict[str, np.ndarray]:
-    """Token ids and mask for a few reports, truncated to max_length, padded to the longest.
+def _image_feeds(manifest: Manifest, calib: Path, limit: int, batch: int) -> list[dict[str, np.ndarray]]:
+    from radedge.images.preprocess import check_spec
+    from radedge.images.scorer import prepare_input
 
-    Calibration only needs representative windows, so each report contributes its first window."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(Path(model_dir) / manifest.tokenizer))
-    tok.enable_truncation(manifest.max_length)
-    tok.enable_padding()
-    enc = tok.encode_batch(texts)
-    feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
-    wanted = {t.name: t.dtype for t in manifest.inputs}
-    return {k: v.astype(wanted[k]) for k, v in feeds.items() if k in wanted}
-
-
-def _image_arrays(path: Path, manifest: Manifest, limit: int) -> list[np.ndarray]:
-    from radedge.errors import InputError
-    from radedge.images.preprocess import load_image, preprocess
-
-    arrays = []
-    for file in _files(path, IMAGE_SUFFIXES):
-        try:
-            arrays.append(preprocess(load_image(file), manifest.preprocess or {}))
-        except InputError:
-            continue  # a colour photo in the folder is not a calibration sample
-        if len(arrays) >= limit:
+    spec = check_spec(manifest.preprocess or {})
+    pixels = []
+    for file in _files(calib):
+        prepared = prepare_input(file, spec)
+        if prepared.status == "scored":  # a lateral, a colour photo, a text file: not a sample
+            pixels.append(prepared.pixels)
+        if len(pixels) >= limit:
             break
-    return arrays
+    if not pixels:
+        raise ValueError(f"{calib}: no readable frontal images (PNG, JPEG or DICOM) found")
+    name = manifest.inputs[0].name
+    return [{name: np.stack(pixels[i:i + batch])} for i in range(0, len(pixels), batch)]
 
 
 class _Reader:

@@ -87,7 +87,7 @@ def elem_types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _unique(graph: onnx.GraphProto, base: str) -> str:
-    taken = {n for node in graph.node for n in list(node.output) + list(node.input)}
+    taken = {n for node in graph.node for n in [node.name, *node.output, *node.input]}
     taken |= {t.name for t in graph.initializer} | {t.name for t in graph.input}
     name, i = base, 0
     while name in taken:
@@ -302,11 +302,18 @@ def _dequantize_dqmm(graph: onnx.GraphProto) -> int:
 def _dequantize_qdq(graph: onnx.GraphProto) -> int:
     changed = 0
     made = producers(graph)
-    renames: dict[str, str] = {}
     for node in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
         source = made.get(node.input[0])
         if source is not None and source.op_type == "QuantizeLinear":
-            renames[node.output[0]] = source.input[0]  # activation fake-quant: read the float tensor
+            # Activation fake-quant: keep its clipping (it can carry a fused Relu: uint8, zero point 0)
+            # but not its rounding.
+            lo, hi = _fake_quant_range(graph, source)
+            names = [_unique(graph, f"{node.output[0]}_lo"), _unique(graph, f"{node.output[0]}_hi")]
+            graph.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), names[0]),
+                                      numpy_helper.from_array(np.array(hi, np.float32), names[1])])
+            index = list(graph.node).index(node)
+            graph.node.insert(index, helper.make_node("Clip", [source.input[0], *names], [node.output[0]],
+                                                      name=_unique(graph, f"{node.name or 'fake_quant'}_clip")))
         elif constant_array(graph, node.input[0]) is not None:
             zp = node.input[2] if len(node.input) > 2 and node.input[2] else None
             weight = _dequantized(graph, node.input[0], node.input[1], zp, axis=_attr(node, "axis", 1))
@@ -315,18 +322,19 @@ def _dequantize_qdq(graph: onnx.GraphProto) -> int:
             raise ValueError(f"DequantizeLinear {node.name!r}: input is neither constant nor from QuantizeLinear")
         graph.node.remove(node)
         changed += 1
-    _rename_inputs(graph, renames)
     return changed
 
 
-def _rename_inputs(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
-    for out in graph.output:
-        if out.name in renames:  # keep the graph output's name: route through Identity
-            graph.node.append(helper.make_node("Identity", [renames[out.name]], [out.name]))
+def _fake_quant_range(graph: onnx.GraphProto, quant: onnx.NodeProto) -> tuple[float, float]:
+    """The float interval a QuantizeLinear can represent: [(qmin - zp) * scale, (qmax - zp) * scale]."""
+    scale = constant_array(graph, quant.input[1])
+    zp = constant_array(graph, quant.input[2]) if len(quant.input) > 2 and quant.input[2] else None
+    if scale is None or scale.size != 1:
+        raise ValueError(f"QuantizeLinear {quant.name!r}: only per-tensor activation quantization is supported")
+    info = np.iinfo(zp.dtype if zp is not None else np.uint8)
+    z = float(zp.reshape(())) if zp is not None else 0.0
+    s = float(scale.reshape(()))
+    return (info.min - z) * s, (info.max - z) * s
 
 
 # ---- all together --------------------------------------------------------------------------------

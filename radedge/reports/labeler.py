@@ -154,8 +154,9 @@ class ReportLabeler:
                 results[i] = blank_result(ids[i], len(text))
         if todo:
             classes, probs = self._label(list(todo.values()))
+            rates = gls_rates(probs)
             for k, i in enumerate(todo):
-                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], gls_rates(probs[k]))
+                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], rates[k])
         return results  # type: ignore[return-value]
 
     # ---- the two engines ------------------------------------------------------------------------

@@ -13,7 +13,6 @@ is plain and onnxruntime's int8 quantizer sees every matrix product.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,6 +114,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
         self.heads = heads
+        self.scale = (dim // heads) ** -0.5
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -128,7 +128,7 @@ class Block(nn.Module):
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        att = torch.softmax(q @ k.transpose(-2, -1) * (1.0 / math.sqrt(d // self.heads)), dim=-1)
+        att = torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1)
         return self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

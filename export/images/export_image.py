@@ -1,0 +1,139 @@
+"""ONNX export, parity check, int8 static quantization and the shipped model folder.
+
+    export_onnx      torch -> ONNX (input `pixels` [batch, 3, S, S] float32 -> `probs` [batch, 14])
+    parity           max |onnxruntime - PyTorch| on real inputs (must be below PARITY_TOL)
+    quantize_int8    onnxruntime static QDQ quantization (per-channel int8 weights, uint8
+                     activations), calibrated on preprocessed training images
+    write_folder     model.onnx (+ model.fp32.onnx kept for the fp32 vs int8 check),
+                     manifest.json (radedge.manifest.Manifest) and MODEL_CARD.md
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from radedge.labels import FINDINGS
+from radedge.manifest import Manifest, TensorSpec, file_hashes
+
+from .model import ImageViT, ProbsWrapper
+
+OPSET = 17
+PARITY_TOL = 1e-4
+INT8_AUC_BOUND = 0.01
+FP32_NAME = "model.fp32.onnx"
+QUANT_MODES = ("static", "static-matmul", "dynamic")  # tried in this order
+STATIC_OPS = {"static": ["Conv", "MatMul", "Gemm"], "static-matmul": ["MatMul", "Gemm"]}
+
+
+def export_onnx(model: ImageViT, path: Path) -> Path:
+    """Legacy (TorchScript) exporter, opset 17, symbolic batch axis."""
+    size = model.spec.size
+    wrapper = ProbsWrapper(model.eval()).eval()
+    dummy = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        torch.onnx.export(wrapper, (dummy,), str(path), input_names=["pixels"], output_names=["probs"],
+                          dynamic_axes={"pixels": {0: "batch"}, "probs": {0: "batch"}}, opset_version=OPSET,
+                          dynamo=False)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_probs(path: Path | ort.InferenceSession, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+    sess = path if isinstance(path, ort.InferenceSession) else session(path)
+    return np.concatenate([sess.run(["probs"], {"pixels": pixels[i:i + batch]})[0]
+                           for i in range(0, len(pixels), batch)])
+
+
+@torch.no_grad()
+def torch_probs(model: ImageViT, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+    model.eval()
+    return np.concatenate([torch.sigmoid(model(torch.from_numpy(pixels[i:i + batch]))).numpy()
+                           for i in range(0, len(pixels), batch)])
+
+
+def parity(model: ImageViT, path: Path, pixels: np.ndarray) -> float:
+    """Max absolute difference of probabilities between onnxruntime and PyTorch."""
+    diff = float(np.abs(onnx_probs(path, pixels) - torch_probs(model, pixels)).max())
+    if diff > PARITY_TOL:
+        raise RuntimeError(f"ONNX parity failed: max |diff| {diff:.2e} > {PARITY_TOL:.0e}")
+    return diff
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, pixels: np.ndarray, batch: int = 16):
+        self._batches: Iterator[np.ndarray] = iter([pixels[i:i + batch] for i in range(0, len(pixels), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"pixels": batch}
+
+
+def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, mode: str = "static") -> Path:
+    """int8 model: "static" (QDQ, per-channel weights, calibrated on `calibration` pixels; Conv and
+    MatMul), "static-matmul" (the same on the transformer's MatMul / Gemm only, stem kept fp32) or
+    "dynamic" (MatMul weights only, activations quantized at run time)."""
+    prepared = out.with_suffix(".prep.onnx")
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    try:
+        if mode in STATIC_OPS:
+            quantize_static(str(prepared), str(out), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=STATIC_OPS[mode])
+        elif mode == "dynamic":
+            quantize_dynamic(str(prepared), str(out), per_channel=True, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+        else:
+            raise ValueError(f"unknown quantization mode {mode!r}")
+    finally:
+        prepared.unlink(missing_ok=True)
+    return out
+
+
+def git_commit(repo: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_manifest(folder: Path, name: str, size: int, preprocess: dict[str, Any], precision: str,
+                   thresholds: dict[str, float], metrics: dict[str, Any], provenance: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> Manifest:
+    files = [p.name for p in sorted(folder.glob("*.onnx"))] + ["MODEL_CARD.md"]
+    manifest = Manifest(
+        name=name, task="image-findings", files=file_hashes(folder, files),
+        inputs=[TensorSpec("pixels", "float32", ("batch", 3, size, size))],
+        outputs=[TensorSpec("probs", "float32", ("batch", len(FINDINGS)))],
+        precision=precision, preprocess=preprocess, thresholds=thresholds, metrics=metrics,
+        provenance=provenance, extra=extra or {},
+    )
+    manifest.validate()
+    manifest.write(folder)
+    return manifest
+
+
+def provenance(command: Sequence[str], repo: Path, data: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"command": " ".join(command), "git_commit": git_commit(repo),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "data": data, **more}
+
+
+__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "export_onnx", "onnx_probs", "parity", "provenance",
+           "quantize_int8", "session", "torch_probs", "write_manifest"]

@@ -1,0 +1,75 @@
+"""Validation metrics of the image model: per-finding AUC per source, pneumonia accuracy, thresholds.
+
+AUC is computed only where a source labels a finding with at least MIN_CLASS images of each class
+(masked entries never count as negatives); otherwise the finding is reported as None.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from radedge.labels import FINDING_INDEX, FINDINGS
+
+from .data import Sample, stack_labels
+
+MIN_CLASS = 5
+PNEUMONIA = FINDING_INDEX["Pneumonia"]
+
+
+def auc_per_finding(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(FINDINGS):
+        keep = mask[:, i] > 0
+        y = targets[keep, i]
+        if y.sum() < MIN_CLASS or (1 - y).sum() < MIN_CLASS:
+            out[name] = None
+            continue
+        out[name] = round(float(roc_auc_score(y, probs[keep, i])), 4)
+    return out
+
+
+def mean_auc(aucs: dict[str, float | None]) -> float | None:
+    values = [v for v in aucs.values() if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Per finding, the threshold maximising Youden's J (sensitivity + specificity - 1) on the
+    labelled validation images; 0.5 where there are too few of either class to choose."""
+    out: dict[str, float] = {}
+    for i, name in enumerate(FINDINGS):
+        keep = mask[:, i] > 0
+        y = targets[keep, i]
+        if y.sum() < MIN_CLASS or (1 - y).sum() < MIN_CLASS:
+            out[name] = 0.5
+            continue
+        fpr, tpr, thr = roc_curve(y, probs[keep, i])
+        j = np.argmax(tpr - fpr)
+        out[name] = round(float(np.clip(thr[j], 1e-4, 1 - 1e-4)), 4)
+    return out
+
+
+def per_source_metrics(samples: Sequence[Sample], probs: np.ndarray,
+                       thresholds: dict[str, float] | None = None) -> dict[str, dict]:
+    """{source: {n, auc: {finding: auc}, mean_auc, [pneumonia accuracy]}} on the given samples."""
+    out: dict[str, dict] = {}
+    for source in sorted({s.source for s in samples}):
+        idx = [i for i, s in enumerate(samples) if s.source == source]
+        targets, mask, _ = stack_labels([samples[i] for i in idx])
+        p = probs[idx]
+        aucs = auc_per_finding(p, targets, mask)
+        row: dict = {"n": len(idx), "mean_auc": mean_auc(aucs), "auc": aucs}
+        keep = mask[:, PNEUMONIA] > 0
+        if keep.any():
+            y = targets[keep, PNEUMONIA]
+            row["pneumonia_accuracy@0.5"] = round(float(((p[keep, PNEUMONIA] >= 0.5) == y).mean()), 4)
+            if thresholds:
+                t = thresholds["Pneumonia"]
+                row["pneumonia_accuracy@threshold"] = round(float(((p[keep, PNEUMONIA] >= t) == y).mean()), 4)
+        out[source] = row
+    return out
+
+
+__all__ = ["MIN_CLASS", "auc_per_finding", "choose_thresholds", "mean_auc", "per_source_metrics"]

@@ -1,0 +1,222 @@
+"""Train the image ViT with the GLS loss (r = 0 everywhere gives the plain BCE baseline).
+
+The frozen stem's output is computed once per image for a few augmented views (view 0 is the
+un-augmented image) and cached as float16; each epoch draws one view per image. With a patch stem
+nothing is frozen and the cached "features" are the preprocessed pixels themselves. Everything is
+seeded (numpy, torch, view order) and bounded by epochs and by a wall-clock budget.
+
+    python -m export.images.train --out runs/image-vit/gls --rates gls
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from radedge.labels import FINDINGS
+
+from .data import Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
+from .gls import gls_loss
+from .model import ImageViT, ViTSpec, build_model
+from .rates import assign_rates, describe
+
+log = logging.getLogger("export.images.train")
+DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "images"
+
+
+def preprocess_spec(spec: ViTSpec) -> dict[str, Any]:
+    """The manifest's preprocess dict for this model (radedge.images.preprocess reads it)."""
+    return {"size": spec.size, "resize": "letterbox", "channels": 3, "mean": [0.5], "std": [0.5], "voi": True}
+
+
+@dataclass
+class TrainConfig:
+    spec: ViTSpec = field(default_factory=ViTSpec)
+    rates: str = "gls"  # "gls" or "bce"
+    sources: tuple[str, ...] = ("nih", "pediatric", "covid")
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    views: int = 3  # augmented views per training image, besides the clean one
+    seed: int = 0
+    threads: int = 1
+    max_minutes: float = 12.0  # stop training (not caching) after this much wall time
+    pretrained: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spec"] = self.spec.to_dict()
+        return d
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def cache_features(model: ImageViT, samples: Sequence[Sample], pre: dict[str, Any], views: int, seed: int,
+                   batch: int = 32) -> torch.Tensor:
+    """float16 [n, views + 1, ...] stem output; view 0 is un-augmented. Deterministic per seed."""
+    model.eval()
+    augment = Augment()
+    out = None
+    for v in range(views + 1):
+        rng = np.random.default_rng([seed, v])
+        for start in range(0, len(samples), batch):
+            chunk = samples[start:start + batch]
+            pixels = np.stack([load_pixels(s, pre, augment if v else None, rng) for s in chunk])
+            feats = model.features(torch.from_numpy(pixels)).to(torch.float16)
+            if out is None:
+                out = torch.empty((len(samples), views + 1, *feats.shape[1:]), dtype=torch.float16)
+            out[start:start + len(chunk), v] = feats
+    assert out is not None
+    return out
+
+
+@torch.no_grad()
+def predict_features(model: ImageViT, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """Sigmoid probabilities [n, 14] from cached features [n, ...] (one view)."""
+    model.eval()
+    out = [torch.sigmoid(model.from_features(feats[i:i + batch].float())) for i in range(0, len(feats), batch)]
+    return torch.cat(out).numpy()
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_head(model: ImageViT, feats: torch.Tensor, samples: Sequence[Sample], cfg: TrainConfig) -> list[dict]:
+    """Train everything after the frozen stem on cached features; returns per-epoch log rows."""
+    targets, mask, rates = (torch.from_numpy(a) for a in stack_labels(samples))
+    params = model.trainable_parameters()
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(samples)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    start, step, history = time.time(), 0, []
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        view = torch.randint(0, feats.shape[1], (n,), generator=gen)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            logits = model.from_features(feats[idx, view[idx]].float())
+            loss = gls_loss(logits, targets[idx], rates[idx], mask[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            running += float(loss.detach()) * len(idx)
+            step += 1
+        minutes = (time.time() - start) / 60
+        history.append({"epoch": epoch + 1, "loss": round(running / n, 5), "minutes": round(minutes, 2)})
+        log.info("epoch %d/%d loss %.4f (%.1f min)", epoch + 1, cfg.epochs, running / n, minutes)
+        if minutes > cfg.max_minutes:
+            log.warning("time budget of %.1f min reached after epoch %d: stopping", cfg.max_minutes, epoch + 1)
+            break
+    return history
+
+
+@dataclass
+class TrainResult:
+    model: ImageViT
+    config: TrainConfig
+    train: list[Sample]
+    val: list[Sample]
+    val_probs: np.ndarray
+    history: list[dict]
+    stem_weights: str | None
+    rate_summary: dict
+
+
+def prepare_data(cfg: TrainConfig, images_root: Path) -> tuple[list[Sample], list[Sample]]:
+    """Patient-level split of the sources, with GLS rates set on the training side."""
+    train, val = split_by_patient(load_sources(images_root, cfg.sources))
+    return assign_rates(train, cfg.rates), val
+
+
+def train(cfg: TrainConfig, images_root: Path = DEFAULT_IMAGES,
+          data: tuple[list[Sample], list[Sample]] | None = None,
+          cache: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainResult:
+    """Train one model. `data` / `cache` let a caller reuse the split and cached features across runs."""
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model, weights = build_model(cfg.spec, cfg.pretrained)
+    train_set, val_set = data if data is not None else prepare_data(cfg, images_root)
+    pre = preprocess_spec(cfg.spec)
+    if cache is None:
+        t0 = time.time()
+        cache = (cache_features(model, train_set, pre, cfg.views, cfg.seed),
+                 cache_features(model, val_set, pre, 0, cfg.seed))
+        log.info("cached %d train x %d views and %d val features in %.1f min", len(train_set), cfg.views + 1,
+                 len(val_set), (time.time() - t0) / 60)
+    seed_everything(cfg.seed)
+    history = train_head(model, cache[0], train_set, cfg)
+    val_probs = predict_features(model, cache[1][:, 0])
+    return TrainResult(model, cfg, list(train_set), list(val_set), val_probs, history, weights, describe(train_set))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and train.json")
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    ap.add_argument("--rates", choices=("gls", "bce"), default="gls")
+    ap.add_argument("--stem", choices=("effnet-lite0", "patch"), default="effnet-lite0")
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-minutes", type=float, default=12.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig(spec=ViTSpec(size=args.size, stem=args.stem), rates=args.rates, epochs=args.epochs,
+                      views=args.views, threads=args.threads, max_minutes=args.max_minutes, seed=args.seed)
+    result = train(cfg, args.images)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(result, args.out)
+    from .metrics import per_source_metrics
+
+    print(json.dumps(per_source_metrics(result.val, result.val_probs), indent=2))
+
+
+def save_checkpoint(result: TrainResult, out: Path) -> Path:
+    path = out / "checkpoint.pt"
+    torch.save({"state_dict": result.model.state_dict(), "config": result.config.to_dict(),
+                "history": result.history, "rates": result.rate_summary}, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[ImageViT, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    spec = ViTSpec(**ckpt["config"]["spec"])
+    model, _ = build_model(spec, pretrained=False)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+if __name__ == "__main__":
+    main()

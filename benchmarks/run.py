@@ -89,6 +89,8 @@ class Run:
             self.results["errors"].append({"section": name, "error": f"{type(exc).__name__}: {exc}"})
             log(f"error in {name}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
         self.results["sections_s"][name] = round(time.perf_counter() - t0, 2)
+        if hasattr(os, "getloadavg"):  # how busy the machine was: other processes slow every timing
+            self.results.setdefault("sections_load_1m", {})[name] = round(os.getloadavg()[0], 2)
         self.save()
 
     def save(self) -> Path:

@@ -44,7 +44,15 @@ class Variant:
         return f"{self.model} {self.precision} {self.engine}"
 
     def open(self, threads: int | None = None) -> tuple[Any, float]:
-        """(backend, load seconds); the shipped graph loads through the registry (sha256 check included)."""
+        """(backend, load seconds); the shipped graph loads through the registry (sha256 check included).
+        A native TensorRT variant's load time includes building its plan when none is cached."""
+        if self.backend == "tensorrt":
+            from radedge.backends.tensorrt import TensorRTBackend
+
+            manifest = Manifest.read(self.folder)
+            manifest.verify_files(self.folder)
+            return timed(lambda: TensorRTBackend.from_model_dir(self.folder, manifest, device="cuda",
+                                                                precision=self.precision))
         if self.shipped and self.provider != "tensorrt":
             loaded, seconds = timed(lambda: registry.open_model(self.folder, self.task, backend=self.backend,
                                                                 device=self.device, threads=threads))
@@ -79,7 +87,9 @@ def gpu_engines() -> list[tuple[str, str, str | None]]:
     if "TensorrtExecutionProvider" in available:
         engines.append(("onnxruntime", "cuda", "tensorrt"))
     if importlib.util.find_spec("tensorrt") is not None:
-        engines.append(("tensorrt", "cuda", None))
+        from radedge.backends.tensorrt import PRECISIONS
+
+        engines += [("tensorrt", "cuda", precision) for precision in PRECISIONS]  # provider slot: plan precision
     return engines
 
 
@@ -104,8 +114,11 @@ def discover(task: str | None = None, include_gpu: bool = True, root: Path | Non
                   if p.name != "model.onnx" or p.parent != entry.path]
         for onnx_path, precision, shipped in files:
             for backend, device, provider in engines:
-                if backend == "tensorrt" and not shipped:
-                    continue  # plans are built from the shipped graph
+                if backend == "tensorrt":
+                    if shipped:  # plans are built from the shipped graph, at each plan precision
+                        variants.append(Variant(entry.name, manifest.task, entry.path, onnx_path, str(provider),
+                                                backend, device, None, shipped))
+                    continue
                 variants.append(Variant(entry.name, manifest.task, entry.path, onnx_path, precision, backend,
                                         device, provider, shipped))
     return variants

@@ -116,11 +116,12 @@ def test_raw_csv_written_with_bytes(tmp_path: Path) -> None:
 # ---- resume --------------------------------------------------------------------------------------
 def write_reports_csv(path: Path, n: int, offset: int = 0) -> None:
     kinds = ["Small left pleural effusion, case {i}.", "No acute process, case {i}.",
-             "Possible pneumonia\nnear the base, case {i}.", ""]
+             "Possible pneumonia\nnear the base, case {i}.", "",
+             "Line one.\r\nNo effusion,\u2028case {i}\x85."]  # CR LF and Unicode line breaks in a cell
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         for i in range(offset, offset + n):
-            w.writerow([kinds[i % 4].format(i=i)])
+            w.writerow([kinds[i % len(kinds)].format(i=i)])
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])

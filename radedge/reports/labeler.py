@@ -33,7 +33,7 @@ RULES = "rules"
 TASK = "report-labels"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no single truth value
 class ReportResult:
     """The labels of one report.
 

@@ -56,6 +56,8 @@ class ReportWindows:
 
     `stride` is the number of tokens shared by consecutive windows of a long report (the
     `tokenizers` meaning of stride), so a phrase cut by one window boundary is whole in the next.
+    The tokenizer given is configured in place (truncation on, padding off): give each
+    ReportWindows its own tokenizer.
     """
 
     def __init__(self, tokenizer: "Tokenizer", max_length: int, stride: int = 0,

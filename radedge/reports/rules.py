@@ -58,9 +58,10 @@ _BOUNDARY_R = r"(?![a-z0-9])"
 _PRIORITY = np.zeros(4, dtype=np.int8)
 _PRIORITY[[BLANK, NEGATIVE, UNCERTAIN, POSITIVE]] = [0, 1, 2, 3]  # CheXpert precedence
 
-_SPACES_RE = re.compile(r"[ \t\r\f\v]+")
-_PARAGRAPH_RE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_NEWLINE_RE = re.compile(r"\s*\n\s*")
+# A blank line, or a line break before a capital / digit / bullet, ends a sentence; any other line
+# break is a wrapped line (MIMIC-style reports wrap mid-sentence) and becomes a space.
+_BREAK_RE = re.compile(r"[ \t\r\f\v]*\n\s*\n\s*|[ \t\r\f\v]*\n\s*(?=[A-Z0-9*\u2022-])")
+_SPACES_RE = re.compile(r"\s+")
 _SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n")
 
 
@@ -237,10 +238,12 @@ class RuleLabeler:
 
     @staticmethod
     def _normalise(text: str) -> str:
-        """Lower-case; a blank line ends a sentence; other whitespace runs become one space."""
-        text = _PARAGRAPH_RE.sub("\n", text.lower())
-        text = _NEWLINE_RE.sub("\n", text)
-        return _SPACES_RE.sub(" ", text)
+        """Lower-case; sentence-ending line breaks become one newline, other whitespace one space."""
+        if "\n" in text:
+            text = _SPACES_RE.sub(" ", _BREAK_RE.sub("\0", text)).replace("\0", "\n")
+        else:
+            text = _SPACES_RE.sub(" ", text)
+        return text.lower()
 
     def classify(self, text: str) -> np.ndarray:
         """int8 [14] class indices for one report text (already reduced to its findings sections).

@@ -776,3 +776,65 @@ def test_module_help_runs():
     out = subprocess.run([sys.executable, "-m", "runtimes.tensorrt", "--help"], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert "build" in out.stdout and "prepare" in out.stdout
+
+
+# ---- a real DeBERTa-v2 export (transformers + torch) --------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_deberta_onnx(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide DebertaV2 with relative attention, exported by torch's TorchScript exporter
+    with dynamic batch and sequence axes (random weights; no download)."""
+    torch = pytest.importorskip("torch", reason="needs the export extra (torch)")
+    transformers = pytest.importorskip("transformers", reason="needs the export extra (transformers)")
+    cfg = transformers.DebertaV2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, max_position_embeddings=64, relative_attention=True,
+                                       position_buckets=16, max_relative_positions=64, pos_att_type=["p2c", "c2p"],
+                                       position_biased_input=False)
+    torch.manual_seed(0)
+    model = transformers.DebertaV2Model(cfg).eval()
+    ids = torch.randint(0, 100, (2, 12))
+    path = tmp_path_factory.mktemp("deberta") / "model.onnx"
+    axes = {"batch": 0, "sequence": 1}
+    dynamic = {name: {v: k for k, v in axes.items()} for name in ("input_ids", "attention_mask", "last_hidden_state")}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings on branches self-attention never takes
+        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["last_hidden_state"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    return path
+
+
+def _deberta_feeds() -> dict:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 100, size=(3, 20)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 11:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.export
+def test_deberta_export_surgery_removes_integer_unary_ops_and_keeps_outputs(tiny_deberta_onnx):
+    model = onnx.load(str(tiny_deberta_onnx))
+    feeds = _deberta_feeds()
+    before = _run(model, feeds)[0]
+    report = surgery.fix_for_tensorrt(model)
+    assert report["float_integer_unary"] >= 2  # sign() and abs() of the int64 relative positions
+    types = surgery.elem_types(model)
+    for node in model.graph.node:
+        if node.op_type in surgery.INTEGER_UNARY:
+            assert types.get(node.input[0]) not in surgery.INTEGER_TYPES, node.name
+        if node.op_type == "Cast":
+            assert helper.get_attribute_value(node.attribute[0]) != TensorProto.UINT8
+    np.testing.assert_allclose(_run(model, feeds)[0], before, atol=1e-5)
+
+
+@pytest.mark.export
+def test_deberta_export_in_fp16_stays_close_to_fp32(tiny_deberta_onnx):
+    pytest.importorskip("onnxconverter_common", reason="onnxconverter-common (radedge[gpu]) not installed")
+    model = onnx.load(str(tiny_deberta_onnx))
+    feeds = _deberta_feeds()
+    reference = _run(model, feeds)[0]
+    prepared = precision.prepare_fp16(model, strongly_typed=True)  # what a TensorRT 11 build is given
+    result = _run(prepared.model, feeds)[0]
+    assert np.all(np.isfinite(result))
+    assert np.max(np.abs(result - reference)) < 0.05  # LayerNorm outputs are O(1)

@@ -111,7 +111,25 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     except ImportError as exc:
         raise ValueError("TensorRT without BuilderFlag.FP16 (11.x) needs the graph in fp16: "
                          "pip install onnxconverter-common (in radedge[gpu])") from exc
-    return float16.convert_float_to_float16(model, keep_io_types=True)
+    # Exporters' value_info still says float32 for tensors the converter retypes; drop it and let
+    # the parsers infer (stale entries make the converted graph invalid).
+    del model.graph.value_info[:]
+    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    _retarget_float_casts(converted)
+    return converted
+
+
+def _retarget_float_casts(model: onnx.ModelProto) -> None:
+    """onnxconverter-common types a Cast(to=FLOAT)'s output as fp16 but leaves `to` at FLOAT
+    (seen with 1.16 on DeBERTa's mask casts); make the node agree with its declared output."""
+    from onnx import TensorProto
+
+    declared = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.value_info}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and declared.get(node.output[0]) == TensorProto.FLOAT16:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                    attr.i = TensorProto.FLOAT16
 
 
 # ---- calibration ---------------------------------------------------------------------------------

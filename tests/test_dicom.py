@@ -74,6 +74,41 @@ def test_voi_lut_sequence(tmp_path):
     np.testing.assert_allclose(d.image, (255 - pixels) / 255, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype,window", [(np.uint16, True), (np.int16, True), (np.uint8, False), (np.int16, False)])
+def test_lookup_table_path_equals_per_pixel_luts(tmp_path, dtype, window):
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    pixels = rng.integers(max(info.min, -3000), min(info.max, 3000), size=(40, 30)).astype(dtype)
+    tags = {"RescaleSlope": 1.5, "RescaleIntercept": -100, "WindowCenter": 200, "WindowWidth": 900} if window else {}
+    ds = pydicom.dcmread(write_image(tmp_path / "r.dcm", pixels, photometric="MONOCHROME1",
+                                     bits_stored=8 * pixels.dtype.itemsize, **tags))
+    got = read_dicom(tmp_path / "r.dcm", voi=True).image
+    values = apply_modality_lut(ds.pixel_array, ds)
+    if window:
+        expected = (apply_voi_lut(values, ds) - (-100)) / ((2 ** 16 - 1) * 1.5)  # pydicom's output range
+        if dtype == np.int16:
+            expected = (apply_voi_lut(values, ds) - (-(2 ** 15) * 1.5 - 100)) / ((2 ** 16 - 1) * 1.5)
+    else:
+        expected = (values - values.min()) / (values.max() - values.min())
+    np.testing.assert_allclose(got, 1.0 - expected, atol=1e-5)
+
+
+def test_modality_lut_sequence(tmp_path):
+    pixels = ramp(top=200, dtype=np.uint8)
+    ds = make_dataset(pixels, bits_stored=8)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [256, 0, 16]
+    item.ModalityLUTType = "US"
+    lut = (np.abs(np.arange(256) - 100) * 10).tolist()  # not monotonic: 1000 .. 0 .. 1550
+    item.add_new(0x00283006, "US", lut)
+    ds.ModalityLUTSequence = [item]
+    got = read_dicom(write(ds, tmp_path / "mlut.dcm"), voi=False).image
+    values = np.asarray(lut, dtype=np.float64)[pixels]
+    np.testing.assert_allclose(got, (values - values.min()) / (values.max() - values.min()), atol=1e-6)
+
+
 def test_voi_asked_but_absent_falls_back_to_minmax(tmp_path):
     assert read_dicom(write_image(tmp_path / "a.dcm"), voi=True).intensity == "minmax"
 

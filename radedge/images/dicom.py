@@ -233,18 +233,12 @@ def _has_voi(ds: Any) -> bool:
     return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
 
 
-def _minmax(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.float32)
-    out = arr.astype(np.float32)
-    out -= np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
-    return out
+def _display_values(ds: Any, stored: np.ndarray, voi: bool, value_range: tuple[float, float] | None = None
+                    ) -> tuple[np.ndarray, str]:
+    """Modality LUT, then VOI or min-max, to float32 [0, 1] (before MONOCHROME1 inversion).
 
-
-def grey_intensity(ds: Any, stored: np.ndarray, voi: bool) -> tuple[np.ndarray, str]:
-    """Stored grey pixels -> float32 [0, 1], display orientation (see the module docstring)."""
+    `value_range` is the (min, max) of the image's modality-LUT values when `stored` is a table of
+    every possible value (min-max is over the image's own values, not the table's)."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     values = apply_modality_lut(stored, ds)
@@ -252,12 +246,52 @@ def grey_intensity(ds: Any, stored: np.ndarray, voi: bool) -> tuple[np.ndarray, 
         lo, hi = _voi_range(ds)
         how = "voi-lut" if ds.get("VOILUTSequence") else "window"
         shown = apply_voi_lut(values, ds)
-        image = np.clip((shown.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
+        return np.clip((shown.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0), how
+    lo, hi = value_range if value_range is not None else (float(values.min()), float(values.max()))
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.float32), "minmax"
+    return ((values.astype(np.float32) - np.float32(lo)) * np.float32(1.0 / (hi - lo))), "minmax"
+
+
+def _value_table(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For 8 / 16-bit integer pixels: (every value the index type can hold, the image as indices
+    into it). Applying the LUTs to the table and gathering gives exactly the per-pixel result,
+    at a fraction of the cost (pydicom's LUTs work in float64 with masks). None for other types."""
+    if not np.issubdtype(stored.dtype, np.integer) or stored.dtype.itemsize > 2:
+        return None
+    unsigned = np.uint8 if stored.dtype.itemsize == 1 else np.uint16
+    index = stored.view(unsigned)  # signed values index by their bit pattern
+    table = np.arange(int(index.max()) + 1 if stored.dtype.kind == "u" else 2 ** (8 * stored.dtype.itemsize),
+                      dtype=unsigned).view(stored.dtype)
+    return table, index
+
+
+def _modality_range(ds: Any, stored: np.ndarray, table: np.ndarray, index: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the image's values after the modality LUT. A rescale is linear, so the extreme
+    stored values give them; a Modality LUT Sequence may not be monotonic, so there every value
+    present is looked up."""
+    from pydicom.pixels import apply_modality_lut
+
+    if ds.get("ModalityLUTSequence"):
+        present = np.bincount(index.ravel(), minlength=len(table)).astype(bool)
+        seen = apply_modality_lut(table, ds)[present]
     else:
-        how, image = "minmax", _minmax(values)
-    if _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1":
-        image = 1.0 - image
-    return np.ascontiguousarray(image, dtype=np.float32), how
+        seen = apply_modality_lut(np.array([stored.min(), stored.max()], dtype=stored.dtype), ds)
+    return float(np.min(seen)), float(np.max(seen))
+
+
+def grey_intensity(ds: Any, stored: np.ndarray, voi: bool) -> tuple[np.ndarray, str]:
+    """Stored grey pixels -> float32 [0, 1], display orientation (see the module docstring)."""
+    invert = _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1"
+    lookup = _value_table(stored)
+    if lookup is None:
+        image, how = _display_values(ds, stored, voi)
+        return np.ascontiguousarray(1.0 - image if invert else image, dtype=np.float32), how
+    table, index = lookup
+    values, how = _display_values(ds, table, voi, _modality_range(ds, stored, table, index))
+    if invert:
+        values = 1.0 - values
+    return np.take(values.astype(np.float32), index), how
 
 
 def decode_pixels(ds: Any) -> np.ndarray:

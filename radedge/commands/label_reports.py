@@ -7,7 +7,6 @@ Each record is flushed as soon as it is known; a rerun resumes after the records
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 import time
 from dataclasses import dataclass

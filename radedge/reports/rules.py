@@ -260,9 +260,11 @@ class RuleLabeler:
         n = len(t)
         for finding in self._findings:
             best = BLANK
-            unmentions = [(m.start(), m.end()) for m in finding.unmention.finditer(t)] if finding.unmention else ()
+            unmentions: list[tuple[int, int]] | None = None  # found on the first mention only
             for m in finding.mention.finditer(t):
                 start, end = m.span()
+                if unmentions is None:
+                    unmentions = [u.span() for u in finding.unmention.finditer(t)] if finding.unmention else []
                 if any(us < end and start < ue for us, ue in unmentions):
                     continue
                 s_idx = bisect_right(ends, start)

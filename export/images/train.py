@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,13 +23,12 @@ import torch
 
 from radedge.labels import FINDINGS
 
-from .data import Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
+from .data import DEFAULT_IMAGES, Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
 from .gls import gls_loss
 from .model import ImageViT, ViTSpec, build_model
 from .rates import assign_rates, describe
 
 log = logging.getLogger("export.images.train")
-DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "images"
 
 
 def preprocess_spec(spec: ViTSpec) -> dict[str, Any]:

@@ -361,7 +361,7 @@ class TensorRTBackend:
             out = np.empty(tuple(ctx.get_tensor_shape(spec.name)), dtype=self._engine_dtypes[spec.name])
             ctx.set_tensor_address(spec.name, state.buffer(spec.name).ensure(out.nbytes))
             results[spec.name] = out
-        if not ctx.execute_async_v3(state.stream):
+        if not ctx.execute_async_v3(int(state.stream)):  # TensorRT takes the raw cudaStream_t handle
             raise BackendError("tensorrt: execute_async_v3 failed")
         for name, out in results.items():
             cuda_call(cudart.cudaMemcpyAsync(out.ctypes.data, state.buffers[name].ptr, out.nbytes, d2h,

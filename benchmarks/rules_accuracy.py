@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.data import OPENI
 from radedge import eval as rad_eval
 from radedge.reports.rules import RuleLabeler
 from radedge.reports.sections import findings_text
 
-ROOT = Path(__file__).resolve().parents[1]
-OPENI = Path(os.environ.get("RADEDGE_SHARED", ROOT.parent / "shared")) / "data" / "openi"
-
 
 def load_reports(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise SystemExit(f"{path} not found (shared/data must sit beside the checkout, or set RADEDGE_SHARED)")
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 

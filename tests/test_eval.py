@@ -144,3 +144,29 @@ def test_openi_gold_file_reads_with_its_counts() -> None:
     # shared/data/openi/README.md dev counts: Mass or Nodule -> Lung Lesion; Normal -> No Finding
     assert positives["Cardiomegaly"] == 204 and positives["No Finding"] == 828
     assert positives["Atelectasis"] == 189 and positives["Pleural Effusion"] == 87
+
+
+@pytest.mark.slow
+def test_cli_label_reports_then_eval_on_openi(tmp_path: Path) -> None:
+    """End to end: `radedge label-reports --model rules` output scored by `radedge eval` equals the
+    in-process score of the rule labeler (the CLI reads the same findings sections)."""
+    reports = need_data("openi", "reports.jsonl")
+    gold = need_data("openi", "gold-dev.csv")
+    out = tmp_path / "labels.jsonl"
+    runner = CliRunner()
+    res = runner.invoke(main, ["label-reports", str(reports), "--text-field", "text", "-o", str(out),
+                               "--model", "rules", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["eval", "--gold", str(gold), "--pred", str(out), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    scored = json.loads(res.output)
+    assert scored["n_reports"] == 2285 and scored["kind"] == "openi"
+
+    from radedge.reports.rules import RuleLabeler
+    from radedge.reports.sections import findings_text
+    rules = RuleLabeler.load()
+    records = [json.loads(line) for line in reports.read_text(encoding="utf-8").splitlines()]
+    pred = np.stack([rules.classify(findings_text(r["text"])) for r in records])
+    g = rad_eval.read_gold(gold)
+    direct = rad_eval.evaluate(g, rad_eval.align(g, [r["id"] for r in records], pred))
+    assert scored["macro"]["positive"]["f1"] == pytest.approx(direct.macro_f1)

@@ -283,7 +283,7 @@ class RuleLabeler:
                         and _HEART_FAILURE_RE.match(m.group())):
                     if _PRIORITY[UNCERTAIN] > _PRIORITY[out[_CARDIOMEGALY]]:
                         out[_CARDIOMEGALY] = UNCERTAIN
-                if best == POSITIVE:
+                if best == POSITIVE and finding.index != _EDEMA:  # Edema: a later "chf" still counts
                     break
             if finding.index == OTHER:
                 other = best in (POSITIVE, UNCERTAIN)

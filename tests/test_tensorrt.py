@@ -695,6 +695,18 @@ def FAKE_MANIFEST_FOR(m: Manifest) -> Manifest:
     return fake
 
 
+def test_engine_for_turns_build_refusals_into_backend_errors(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(trtb, "current_device", lambda index=0: H100)
+
+    prepare = precision.prepare  # the builder's first step; refuses int8 without Q/DQ or calibration
+
+    def build_plan(model_dir, precision="fp16", cache_dir=None, **kw):
+        return prepare(model_dir, Manifest.read(model_dir), precision)
+    monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: SimpleNamespace(build_plan=build_plan))
+    with pytest.raises(BackendError, match="int8 TensorRT plan.*calibration folder"):
+        trtb.engine_for(tiny_report_model, Manifest.read(tiny_report_model), precision="int8", cache_dir=tmp_path)
+
+
 def test_engine_for_without_plan_or_builder_names_the_command(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
     monkeypatch.setattr(trtb, "current_device", lambda index=0: H100)
     with pytest.raises(BackendError, match="build-engine"):

@@ -197,7 +197,10 @@ def engine_for(model_dir: str | os.PathLike, manifest: Manifest, precision: str 
         raise BackendError(f"no TensorRT plan for {model_dir} on {device.gpu_name} in {cache}; "
                            + BUILD_HINT.format(model=model_dir))
     builder = import_builder(model_dir)
-    return builder.build_plan(model_dir, precision=precision or "fp16", cache_dir=cache).plan
+    try:
+        return builder.build_plan(model_dir, precision=precision or "fp16", cache_dir=cache).plan
+    except (ValueError, OSError) as exc:  # e.g. int8 asked for a model with no Q/DQ and no calibration data
+        raise BackendError(f"cannot build a {precision or 'fp16'} TensorRT plan for {model_dir}: {exc}") from exc
 
 
 def import_builder(model_dir: str | os.PathLike | None = None) -> Any:

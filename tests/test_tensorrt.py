@@ -674,18 +674,19 @@ def test_from_model_dir_uses_the_cache_then_the_builder(fake_gpu, tiny_report_mo
     def build_plan(model_dir, precision="fp16", cache_dir=None, force=False, **kw):
         path = trtb.plan_path(cache_dir, trtb.PlanKey(m.files["model.onnx"], H100, precision))
         path.write_bytes(b"plan")
-        built.append((precision, force))
+        built.append((precision, force, kw.get("max_batch")))
         return SimpleNamespace(plan=path)
 
     monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: SimpleNamespace(build_plan=build_plan))
     backend = trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
-    assert built == [("fp16", False)] and isinstance(backend, trtb.TensorRTBackend)
+    assert built == [("fp16", False, None)] and isinstance(backend, trtb.TensorRTBackend)
     trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
     assert len(built) == 1  # second time: from the cache
     stale = trtb.plan_path(cache, trtb.PlanKey(m.files["model.onnx"], H100, "fp16"))
     stale.write_bytes(b"stale")  # e.g. after a driver change
+    trtb.meta_path(stale).write_text('{"build_args": {"precision": "fp16", "max_batch": 8}}')
     trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
-    assert built[-1] == ("fp16", True)
+    assert built[-1] == ("fp16", True, 8)  # rebuilt as it had been built
 
 
 def FAKE_MANIFEST_FOR(m: Manifest) -> Manifest:

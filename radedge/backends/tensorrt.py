@@ -314,11 +314,13 @@ class TensorRTBackend:
         try:
             return cls(plan, manifest)
         except BackendError:
-            # A stale plan (same key, but e.g. a driver update): rebuild once instead of failing.
+            # A stale plan (same key, but e.g. a driver update): rebuild it once, as it was built.
             builder = import_builder(model_dir)
-            meta = read_meta(plan)
-            builder.build_plan(model_dir, precision=meta.get("requested_precision", precision or "fp16"),
-                               cache_dir=plan.parent, force=True)
+            args = read_meta(plan).get("build_args") or {"precision": precision or "fp16"}
+            try:
+                builder.build_plan(model_dir, cache_dir=plan.parent, force=True, **args)
+            except (ValueError, OSError) as exc:
+                raise BackendError(f"{plan}: stale TensorRT plan, and rebuilding it failed: {exc}") from exc
             return cls(plan, manifest)
 
     # ---- running ----

@@ -81,6 +81,10 @@ def build_plan(model_dir: str | os.PathLike, precision: str = "fp16", calib: str
         "source_quantization": prepared.source_kind, "surgery": prepared.surgery, "gate": prepared.gate,
         "notes": prepared.notes, "profile": {k: v.to_dict() for k, v in shapes.items()},
         "strongly_typed": strongly_typed_only(trt), "build_seconds": round(time.time() - started, 1),
+        # enough to rebuild the same plan when it stops deserialising (radedge.backends.tensorrt)
+        "build_args": {"precision": precision, "calib": str(calib) if calib else None, "max_batch": max_batch,
+                       "opt_batch": opt_batch, "max_length": max_length, "opt_length": opt_length,
+                       "calib_limit": calib_limit},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for path in {target, requested}:

@@ -80,8 +80,13 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _phrase(text: str) -> str:
-    """A lexicon phrase as a regex: CheXpert's underscore means a space (a crude word boundary)."""
-    return text.strip().lower().replace("_", " ")
+    """A lexicon phrase as a regex. CheXpert's underscore is a space, used as a crude word boundary:
+    inside a phrase it stays a space; at either end it becomes a real word boundary (every phrase
+    already starts at a word start), so "_mediastinum" finds "and mediastinum" and "_line_" finds
+    "picc line tip" but not "lines"."""
+    text = text.strip().lower()
+    end = "(?![a-z0-9])" if text.endswith("_") else ""
+    return text.strip("_").replace("_", " ") + end
 
 
 def _alternation(phrases: Iterable[str]) -> str:

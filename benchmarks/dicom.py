@@ -31,13 +31,20 @@ def throughput(quick: bool, threads: int | None = None) -> dict[str, Any]:
             "source": "benchmarks/dicom_throughput.py:run"}
 
 
-def memory(quick: bool) -> dict[str, Any] | None:
-    """dicom_memory's result when that module exists (None otherwise)."""
-    try:
-        module = importlib.import_module("benchmarks.dicom_memory")
-    except ModuleNotFoundError:
-        return None
-    fn = getattr(module, "run", None)
-    if fn is None:
-        return None
-    return fn(**({"files": 500} if quick else {}))
+def memory(files: int, workers: int = 2) -> dict[str, Any]:
+    """Peak RSS of `radedge score-dicoms` over a folder of `files` small DICOM files
+    (dicom_memory.make_folder / run_cli: a subprocess sampled with psutil)."""
+    import tempfile
+    from pathlib import Path
+
+    module = importlib.import_module("benchmarks.dicom_memory")
+    throughput_module = importlib.import_module("benchmarks.dicom_throughput")
+    model, _ = throughput_module.model_path("default")
+    folder = module.make_folder(files)
+    with tempfile.TemporaryDirectory(prefix="radedge-bench-mem-") as tmp:
+        r = module.run_cli(folder, Path(tmp) / "out.csv", model, workers)
+    return {"files": files, "workers": workers, "seconds": round(r["seconds"], 1),
+            "files_per_s": round(files / r["seconds"], 1), "peak_main_mb": round(r["peak_main_mb"], 1),
+            "peak_tree_mb": round(r["peak_tree_mb"], 1), "tree_mb_first_half_max": round(r["tree_mb_first_half_max"], 1),
+            "tree_mb_second_half_max": round(r["tree_mb_second_half_max"], 1), "returncode": r["returncode"],
+            "summary": r["summary"], "source": "benchmarks/dicom_memory.py:run_cli"}

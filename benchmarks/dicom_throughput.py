@@ -68,19 +68,26 @@ def standin_model(folder: Path = STANDIN_DIR) -> Path:
     return folder
 
 
-def load_scorer(model: str = "default", threads: int | None = None, batch_size: int = 8) -> tuple[ImageScorer, str]:
-    """The scorer for `model`; "default" falls back to the stand-in when no image model is shipped."""
+def model_path(model: str = "default") -> tuple[Path, str]:
+    """(folder, label) for `model`; "default" falls back to the stand-in when no image model is shipped."""
+    from radedge import registry
     from radedge.errors import ModelNotFoundError
 
     if model != "standin":
         try:
-            scorer = ImageScorer.load(model, threads=threads, batch_size=batch_size)
-            return scorer, str(scorer.model.path)
+            path = registry.resolve(model, "image-findings")
+            return path, str(path)
         except ModelNotFoundError:
             if model != "default":
                 raise
     path = standin_model()
-    return ImageScorer.load(str(path), threads=threads, batch_size=batch_size), f"{path} (stand-in, random weights)"
+    return path, f"{path} (stand-in, random weights)"
+
+
+def load_scorer(model: str = "default", threads: int | None = None, batch_size: int = 8) -> tuple[ImageScorer, str]:
+    """The scorer for `model` (see model_path) and its label."""
+    path, label = model_path(model)
+    return ImageScorer.load(str(path), threads=threads, batch_size=batch_size), label
 
 
 # ---- stage timings --------------------------------------------------------------------------------------

@@ -94,11 +94,14 @@ def dicom_lines(results: dict[str, Any]) -> list[str]:
         lines.append(markdown_table(rows, ["transfer syntax", "files", "decode ms / image",
                                            "read + decode + LUTs + preprocess ms", "inference ms / image",
                                            "inference share", "score-dicoms images/s", "workers"]))
-    memory = dicom.get("memory")
-    if isinstance(memory, dict):
-        lines.append("")
-        lines.append("Memory: " + ", ".join(f"{k} {_fmt(v)}" for k, v in memory.items()
-                                            if not isinstance(v, (list, dict))))
+    memory = dicom.get("memory") or []
+    if memory:
+        lines += ["", "Peak memory of `radedge score-dicoms` against folder size (small DICOM files, main process "
+                  "and the whole process tree with its decoding workers; `benchmarks/dicom_memory.py`):", ""]
+        lines.append(markdown_table([(m["files"], m["workers"], m["seconds"], m["files_per_s"], m["peak_main_mb"],
+                                      m["peak_tree_mb"]) for m in memory],
+                                    ["files", "workers", "seconds", "files/s", "peak RSS main MiB",
+                                     "peak RSS tree MiB"]))
     return lines
 
 

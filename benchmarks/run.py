@@ -43,6 +43,7 @@ class Settings:
     e2e_reports: int | None = None  # None: every Open-i dev report
     e2e_repeats: int = 3
     e2e_images: int = 64
+    dicom_memory_files: tuple[int, ...] = (1000, 10000)
     threads: int | None = None
     gpu: bool = True
     models_dir: str | None = None  # only the model folders under this one (default: the registry's path)
@@ -52,7 +53,8 @@ class Settings:
         if not quick:
             return cls(**common)
         return cls(quick=True, report_batches=(1, 8), report_seqs=(64,), image_batches=(1, 8), iters=5, warmup=1,
-                   max_seconds=1.0, e2e_reports=128, e2e_repeats=1, e2e_images=16, **common)
+                   max_seconds=1.0, e2e_reports=128, e2e_repeats=1, e2e_images=16,
+                   dicom_memory_files=(200,), **common)
 
     def variants(self, task: str) -> list:
         from .variants import discover
@@ -257,11 +259,57 @@ def dicom_section(run: Run) -> None:
     if "stand-in" in str(result.get("model")):
         run.note("DICOM throughput used the image model's stand-in (same architecture, random weights): "
                  "no image model is shipped yet")
-    mem = dicom.memory(run.settings.quick)
-    if mem is None:
-        run.note("benchmarks/dicom_memory.py has no run(): 10,000-file peak memory not in this report")
-    else:
-        run.results["dicom"]["memory"] = mem
+    run.results["dicom"]["memory"] = [dicom.memory(n) for n in run.settings.dicom_memory_files]
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _has_default(task: str, run: Run | None = None) -> bool:
+    """Whether the task's shipped default resolves (never under --models, which measures other folders)."""
+    from radedge.errors import ModelNotFoundError
+
+    if run is not None and run.settings.models_dir:
+        return False
+    try:
+        registry.resolve("default", task)
+        return True
+    except ModelNotFoundError:
+        return False
+
+
+def torch_images_section(run: Run) -> None:
+    """The same ViT in PyTorch fp32 over the grid's batch sizes (needs the export extra)."""
+    from .peers import torch_image_latency
+
+    if not _has_torch() or not _has_default(IMAGE_TASK, run):
+        run.note("PyTorch ViT rows skipped: " + ("torch is not installed (export extra)" if not _has_torch()
+                                                 else "no shipped image model"))
+        return
+    threads = run.settings.threads or (os.cpu_count() or 1)
+    run.results["latency"] += torch_image_latency(run.settings.image_batches, threads, run.settings.max_seconds)
+
+
+def image_peers_section(run: Run) -> None:
+    from .peers import image_speed_rows
+
+    if not _has_default(IMAGE_TASK, run):
+        run.note("no shipped image model: image peers not measured")
+        return
+    threads = run.settings.threads or (os.cpu_count() or 1)
+    run.results["end_to_end"] += image_speed_rows(16, threads, 3.0 if run.settings.quick else 10.0)
+
+
+def image_accuracy_section(run: Run) -> None:
+    from .accuracy import image_accuracy
+
+    if not _has_default(IMAGE_TASK, run):
+        run.note("no shipped image model: image AUCs not measured")
+        return
+    run.results["accuracy"] += image_accuracy(registry.resolve("default", IMAGE_TASK))
 
 
 def ratios_section(run: Run) -> None:
@@ -275,9 +323,12 @@ SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
     ("peaks", peaks_section),
     ("latency-reports", latency_section(REPORT_TASK)),
     ("latency-images", latency_section(IMAGE_TASK)),
+    ("latency-images-pytorch", torch_images_section),
     ("end-to-end-reports", reports_end_to_end_section),
     ("end-to-end-images", images_end_to_end_section),
+    ("peers-images", image_peers_section),
     ("accuracy-reports", report_accuracy_section),
+    ("accuracy-images", image_accuracy_section),
     ("dicom", dicom_section),
     ("ratios", ratios_section),
     ("roofline", roofline_section),

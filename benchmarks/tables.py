@@ -22,6 +22,11 @@ DICOM_COLUMNS = (("group", "transfer syntax"), ("files", "files"), ("decode_ms",
                  ("inference_share", "inference share"), ("pipeline_images_per_s", "score-dicoms images/s"),
                  ("pipeline_workers", "workers"))
 
+MEMORY_COLUMNS = (("files", "files"), ("workers", "workers"), ("seconds", "seconds"), ("files_per_s", "files/s"),
+                  ("peak_main_mb", "peak main MiB"), ("peak_tree_mb", "peak tree MiB"),
+                  ("tree_mb_first_half_max", "tree 1st half MiB"), ("tree_mb_second_half_max", "tree 2nd half MiB"),
+                  ("returncode", "rc"))
+
 
 def print_tables(results: dict[str, Any]) -> None:
     print(f"machine: {describe_machine(results.get('machine') or {})}")
@@ -45,7 +50,7 @@ def print_tables(results: dict[str, Any]) -> None:
     if dicom.get("rows"):
         print(f"\n## DICOM scoring ({dicom.get('model')})\n" + format_table(dicom["rows"], DICOM_COLUMNS))
     if dicom.get("memory"):
-        print(f"DICOM memory: {dicom['memory']}")
+        print("\n## score-dicoms memory vs folder size\n" + format_table(dicom["memory"], MEMORY_COLUMNS))
     for n in results.get("notes", []):
         print(f"note: {n}")
     for e in results.get("errors", []):

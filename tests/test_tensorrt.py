@@ -425,6 +425,35 @@ def test_build_engine_without_gpu_or_tensorrt_exits_2_with_one_line(tiny_report_
     assert len(lines) == 1 and ("TensorRT" in lines[0] or "GPU" in lines[0])
 
 
+def test_build_engine_passes_its_options_to_the_builder(tiny_report_model, tmp_path, monkeypatch):
+    import json
+
+    from radedge.cli import main
+
+    calls = []
+
+    def build_plan(model_dir, **kwargs):
+        calls.append((model_dir, kwargs))
+        return SimpleNamespace(plan=tmp_path / "x.plan", meta={"precision": kwargs["precision"]}, cached=False)
+
+    builder = SimpleNamespace(build_plan=build_plan, resolve_model=lambda name: Path(name),
+                              summary=lambda result: f"built {result.meta['precision']}")
+    monkeypatch.setattr(trtb, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(trtb, "require_gpu", lambda device: None)
+    monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: builder)
+    runner = CliRunner()
+    result = runner.invoke(main, ["build-engine", str(tiny_report_model), "--precision", "int8", "--calib",
+                                  str(tmp_path), "--max-batch", "8", "--max-length", "16", "--cache-dir",
+                                  str(tmp_path / "c"), "--force", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"plan": str(tmp_path / "x.plan"), "precision": "int8"}
+    assert calls == [(tiny_report_model, {"precision": "int8", "calib": str(tmp_path), "max_batch": 8,
+                                          "max_length": 16, "cache_dir": str(tmp_path / "c"), "force": True})]
+    assert runner.invoke(main, ["build-engine", str(tiny_report_model)]).output.strip() == "built fp16"
+    assert runner.invoke(main, ["build-engine", str(tiny_report_model), "--precision", "fp32"]).exit_code == 2
+    assert runner.invoke(main, ["build-engine", str(tiny_report_model), "--max-batch", "0"]).exit_code == 2
+
+
 @pytest.mark.skipif(not _no_accelerator(), reason="TensorRT and a GPU are present: the error path cannot happen")
 def test_runtimes_command_without_gpu_exits_2(tiny_report_model, capsys):
     from runtimes.tensorrt.__main__ import main

@@ -128,6 +128,10 @@ def sniff(path: str | os.PathLike) -> str:
 
 
 def _expected_dicom(path: Path) -> bool:
+    """Named like DICOM: .dcm / .dicom / .dic or no extension (DICOMDIR file IDs); hidden files
+    (.DS_Store, markers) never are."""
+    if path.name.startswith("."):
+        return False
     return path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR"
 
 
@@ -138,7 +142,9 @@ def check_dicom_content(path: str | os.PathLike) -> str:
     if kind in ("part10", "dicm-no-preamble", "meta-no-preamble"):
         return kind
     if kind == "empty":
-        raise NotDicomError("zero-byte file")
+        if _expected_dicom(p):
+            raise NotDicomError("zero-byte file")
+        raise SkippedInput("not a DICOM file (zero-byte)")
     if kind == "raw-dataset":
         raise NotDicomError("no 128-byte preamble/DICM prefix/file meta (raw dataset; would need force=True)")
     if _expected_dicom(p):

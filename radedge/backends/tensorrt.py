@@ -78,7 +78,7 @@ def import_cudart() -> Any:
 def cuda_call(result: Any) -> Any:
     """Unwrap a cuda-python `(error, value...)` tuple, raising BackendError on a CUDA error."""
     err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
+    if int(getattr(err, "value", err)) != 0:  # cudaError_t is an enum; cudaSuccess == 0
         raise BackendError(f"CUDA call failed: {getattr(err, 'name', err)}")
     if not values:
         return None
@@ -366,7 +366,7 @@ class TensorRTBackend:
             out = np.empty(tuple(ctx.get_tensor_shape(spec.name)), dtype=self._engine_dtypes[spec.name])
             ctx.set_tensor_address(spec.name, state.buffer(spec.name).ensure(out.nbytes))
             results[spec.name] = out
-        if not ctx.execute_async_v3(int(state.stream)):  # TensorRT takes the raw cudaStream_t handle
+        if not ctx.execute_async_v3(state.stream):  # the cudaStream_t itself, as TensorRT's samples pass it
             raise BackendError("tensorrt: execute_async_v3 failed")
         for name, out in results.items():
             cuda_call(cudart.cudaMemcpyAsync(out.ctypes.data, state.buffers[name].ptr, out.nbytes, d2h,

@@ -78,6 +78,10 @@ def test_scope_ends_at_breakers(rules: RuleLabeler) -> None:
     assert out["Pneumothorax"] == N and out["Pleural Effusion"] == P
     out = label(rules, "No interval change in the small left pleural effusion.")
     assert out["Pleural Effusion"] == P
+    assert label(rules, "No acute cardiopulmonary abnormality, stable cardiomegaly.")["Cardiomegaly"] == P
+    # a list after "no" stays negated
+    out = label(rules, "No focal airspace disease, pleural effusion, or pneumothorax.")
+    assert out["Pleural Effusion"] == N and out["Pneumothorax"] == N
 
 
 def test_scope_ends_at_sentence(rules: RuleLabeler) -> None:

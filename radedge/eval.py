@@ -85,7 +85,10 @@ def read_gold(path: PathLike) -> Gold:
     header, rows = _open_csv(path)
     id_col = _id_column(header)
     ids = [row[id_col].strip() for row in rows] if id_col is not None else [str(i) for i in range(1, len(rows) + 1)]
-    if all(name in header for name in FINDINGS if name != "No Finding") and "Cardiomegaly" in header:
+    # CheXpert gold names at least one CheXpert-only column ("Pleural Effusion", "Lung Opacity", ...);
+    # it may leave out findings it does not score
+    chexpert_only = [name for name in FINDINGS if name not in CHESTXRAY14_TO_CHEXPERT]
+    if any(name in header for name in chexpert_only):
         cols = [header.index(name) if name in header else None for name in FINDINGS]
         classes = np.zeros((len(rows), N_FINDINGS), dtype=np.int8)
         for r, row in enumerate(rows):

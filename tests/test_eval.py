@@ -53,6 +53,20 @@ def test_chexpert_gold_known_scores(chexpert_pair: tuple[Path, Path]) -> None:
     assert json.loads(json.dumps(result.to_dict()))["scores"]["positive"]["Cardiomegaly"]["tp"] == 1
 
 
+def test_chexpert_gold_with_some_columns_scores_only_those(tmp_path: Path) -> None:
+    gold = tmp_path / "gold5.csv"
+    gold.write_text("Reports,Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion\n"
+                    "a,1.0,,,,0.0\nb,,1.0,,,1.0\n")
+    pred = chexpert_csv(tmp_path / "p.csv", [{"Atelectasis": "1.0", "Pleural Effusion": "0.0"},
+                                             {"Cardiomegaly": "1.0", "Pleural Effusion": "-1.0"}])
+    result = rad_eval.evaluate(gold, pred)
+    assert result.kind == "chexpert"
+    assert set(result.scores["positive"]) == {"Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
+                                              "Pleural Effusion"}
+    assert result.scores["positive"]["Pleural Effusion"].recall == 0.0
+    assert result.scores["negative"]["Pleural Effusion"].f1 == 1.0
+
+
 def test_macro_is_the_mean_over_findings(tmp_path: Path) -> None:
     gold = [{"Edema": "1.0", "Fracture": "1.0"}, {"Edema": "1.0"}]
     pred = [{"Edema": "1.0", "Fracture": ""}, {"Edema": "1.0"}]  # Edema F1 1, Fracture F1 0

@@ -48,11 +48,7 @@ def throughput_plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(TASK_TITLES[task] + (f", {seq} tokens" if seq else ""))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(_machine_line(results), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, results, path)
 
 
 def latency_plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -72,11 +68,7 @@ def latency_plot(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("latency per call, ms (batch 1; whiskers p1-p99)")
     ax.set_title("latency distribution at batch 1", fontsize=10)
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    fig.suptitle(_machine_line(results), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, results, path)
 
 
 def end_to_end_plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -103,10 +95,15 @@ def end_to_end_plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.invert_yaxis()
         ax.grid(True, axis="x", which="both", alpha=0.3)
     axes[-1, 0].set_xlabel("items / s")
+    return _save(fig, results, path)
+
+
+def _save(fig: Any, results: dict[str, Any], path: Path) -> Path:
+    """Title the figure with the machine it was measured on, write it, close it."""
     fig.suptitle(_machine_line(results), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 

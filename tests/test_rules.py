@@ -49,6 +49,7 @@ def label(rules: RuleLabeler, text: str) -> dict[str, int]:
     ("The heart is not significantly enlarged.", "Cardiomegaly", N),
     ("Heart size, mediastinal contour, and pulmonary vascularity are within normal limits.", "Cardiomegaly", N),
     ("Heart size is at the upper limits of normal.", "Cardiomegaly", N),
+    ("Mild cardiomegaly and the lungs are otherwise normal.", "Cardiomegaly", P),  # "normal" is the lungs'
     # uncertainty
     ("Possible right lower lobe pneumonia.", "Pneumonia", U),
     ("Findings may represent early pneumonia.", "Pneumonia", U),

@@ -821,29 +821,65 @@ def test_module_help_runs():
 
 
 # ---- a real DeBERTa-v2 export (transformers + torch) --------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_deberta_onnx(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide DebertaV2 with relative attention, exported by torch's TorchScript exporter
-    with dynamic batch and sequence axes (random weights; no download)."""
+def _export_tiny_deberta(path: Path, vocab_size: int = 100, report_head: bool = False) -> None:
+    """A 2-layer, 32-wide DebertaV2 with relative attention (random weights; no download), exported by
+    torch's TorchScript exporter with dynamic batch and sequence axes; `report_head` adds a linear
+    head to [batch, 14, 4] logits, the report-model contract."""
     torch = pytest.importorskip("torch", reason="needs the export extra (torch)")
     transformers = pytest.importorskip("transformers", reason="needs the export extra (transformers)")
-    cfg = transformers.DebertaV2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                       intermediate_size=64, max_position_embeddings=64, relative_attention=True,
-                                       position_buckets=16, max_relative_positions=64, pos_att_type=["p2c", "c2p"],
-                                       position_biased_input=False)
-    torch.manual_seed(0)
-    model = transformers.DebertaV2Model(cfg).eval()
-    ids = torch.randint(0, 100, (2, 12))
-    path = tmp_path_factory.mktemp("deberta") / "model.onnx"
-    axes = {"batch": 0, "sequence": 1}
-    dynamic = {name: {v: k for k, v in axes.items()} for name in ("input_ids", "attention_mask", "last_hidden_state")}
     import warnings
 
+    cfg = transformers.DebertaV2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                                       relative_attention=True, position_buckets=16, max_relative_positions=64,
+                                       pos_att_type=["p2c", "c2p"], position_biased_input=False)
+    torch.manual_seed(0)
+
+    class Student(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = transformers.DebertaV2Model(cfg)
+            self.head = torch.nn.Linear(32, 56)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.head(hidden[:, 0]).reshape(-1, 14, 4) if report_head else hidden
+
+    output = "logits" if report_head else "last_hidden_state"
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            output: {0: "batch"} if report_head else {0: "batch", 1: "sequence"}}
+    ids = torch.randint(0, vocab_size, (2, 12))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings on branches self-attention never takes
-        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["last_hidden_state"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
+        torch.onnx.export(Student().eval(), (ids, torch.ones_like(ids)), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=[output], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_deberta_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("deberta") / "model.onnx"
+    _export_tiny_deberta(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_deberta_report_model(tmp_path_factory) -> Path:
+    """A report-model folder (tokenizer, manifest) around a tiny DebertaV2 export."""
+    from tiny_models import write_tokenizer
+
+    from radedge.labels import CLASSES
+    from radedge.manifest import file_hashes
+
+    folder = tmp_path_factory.mktemp("deberta-report")
+    write_tokenizer(folder)
+    _export_tiny_deberta(folder / "model.onnx", vocab_size=200, report_head=True)
+    Manifest(name="deberta-report", task="report-labels", files=file_hashes(folder, ["model.onnx", "tokenizer.json"]),
+             inputs=[TensorSpec("input_ids", "int64", ("batch", "sequence")),
+                     TensorSpec("attention_mask", "int64", ("batch", "sequence"))],
+             outputs=[TensorSpec("logits", "float32", ("batch", 14, 4))], classes=list(CLASSES),
+             tokenizer="tokenizer.json", max_length=64, stride=8).write(folder)
+    return folder
 
 
 def _deberta_feeds() -> dict:
@@ -881,3 +917,23 @@ def test_deberta_export_in_fp16_stays_close_to_fp32(tiny_deberta_onnx):
     result = _run(prepared.model, feeds)[0]
     assert np.all(np.isfinite(result))
     assert np.max(np.abs(result - reference)) < 0.05  # LayerNorm outputs are O(1)
+
+
+@pytest.mark.export
+@pytest.mark.filterwarnings("ignore:the float32 number")
+def test_deberta_report_model_int8_calibration_on_openi_reports(tiny_deberta_report_model):
+    """The whole CPU side of an int8 build on a DeBERTa-family report model: windows from real reports,
+    static Q/DQ quantization, the gate, and either a TensorRT-ready int8 graph or the fp16 fallback."""
+    from conftest import need_data
+
+    reports = need_data("openi", "reports.jsonl")
+    m = Manifest.read(tiny_deberta_report_model)
+    prepared = precision.prepare(tiny_deberta_report_model, m, "int8", calib=reports, calib_limit=32)
+    assert prepared.surgery["float_integer_unary"] >= 2 and prepared.gate["samples"] >= 32
+    assert prepared.precision == ("int8" if prepared.gate["passed"] else "fp16")
+    assert surgery.quantization_kind(prepared.model) == ("qdq-int8" if prepared.gate["passed"] else "float")
+    feeds = precision.calibration_feeds(m, tiny_deberta_report_model, reports, limit=8)
+    reference = precision.run_cpu(onnx.load(str(tiny_deberta_report_model / "model.onnx")), feeds)
+    fp16 = precision.prepare(tiny_deberta_report_model, m, "fp16", strongly_typed=True)
+    got = precision.run_cpu(fp16.model, feeds)
+    assert np.mean(got.argmax(-1) == reference.argmax(-1)) >= 0.95

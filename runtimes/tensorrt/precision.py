@@ -71,6 +71,8 @@ def prepare(model_dir: str | os.PathLike, manifest: Manifest, precision: str = "
     model = onnx.load(str(source_graph(model_dir, manifest)))
     kind = surgery.quantization_kind(model)
     notes: list[str] = []
+    if precision == "int8" and strongly_typed:
+        notes.append("strongly typed TensorRT: layers outside the Q/DQ pairs run in fp32, not fp16")
     if precision == "int8" and kind == "qdq-int8":
         report = surgery.fix_for_tensorrt(model, fp16=True)
         notes.append("int8 from the model's own Q/DQ nodes (explicit quantization)")
@@ -218,7 +220,7 @@ class _Reader:
 
 def quantize_qdq(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> onnx.ModelProto:
     """Static int8 Q/DQ quantization in the form TensorRT parses: signed int8, symmetric
-    (zero point 0) activations and per-channel weights, only around MatMul / Gemm / Conv."""
+    (zero point 0) activations and per-channel weights, only around MatMul / Gemm / Conv, float biases."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,7 +229,8 @@ def quantize_qdq(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> 
         quantize_static(str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                         op_types_to_quantize=["MatMul", "Gemm", "Conv"],
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                        # TensorRT has no int32 Q/DQ: biases stay float (Gemm's would be int32)
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
         return onnx.load(str(dst))
 
 
@@ -261,5 +264,8 @@ def calibrated_int8(model: onnx.ModelProto, manifest: Manifest, model_dir: str |
                     calib: str | os.PathLike, limit: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
     feeds = calibration_feeds(manifest, model_dir, calib, limit)
     quantized = quantize_qdq(model, feeds)
+    kind = surgery.quantization_kind(quantized)
+    if kind != "qdq-int8":  # onnxruntime changed what quantize_static emits: do not hand TensorRT a bad graph
+        raise ValueError(f"onnxruntime's static quantization produced a {kind!r} graph, not TensorRT's signed int8 Q/DQ")
     gate = accuracy_gate(manifest, run_cpu(model, feeds), run_cpu(quantized, feeds))
     return quantized, gate

@@ -128,8 +128,11 @@ def _loaded_model(variant: Variant, threads: int | None) -> registry.LoadedModel
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """ratio_vs_default = throughput / that of the shipped default on the CPU measured by the same source
     (the same function, in the same run), in place; None when that source measured no default."""
-    for key in {(r["task"], r.get("source")) for r in rows}:
-        group = [r for r in rows if (r["task"], r.get("source")) == key]
+    def group_of(r: dict[str, Any]) -> tuple[str, Any]:
+        return r["task"], r.get("source_group", r.get("source"))
+
+    for key in {group_of(r) for r in rows}:
+        group = [r for r in rows if group_of(r) == key]
         base = next((r for r in group if r["role"] == "default" and r.get("shipped", True)
                      and r.get("device", "cpu") == "cpu"), None)
         for r in group:

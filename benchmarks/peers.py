@@ -53,3 +53,77 @@ def torch_image_latency(batch_sizes: Sequence[int], threads: int, seconds: float
                      "image_size": int(pixels.shape[-1]), "kind": "model", "shipped": False,
                      "label": "image-vit fp32 pytorch", **rss.to_dict()})
     return rows
+
+
+REPORT_TASK = "report-labels"
+
+
+def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[str, Any]]:
+    """CSV -> CSV on the same first `n_reports` Open-i dev reports, with report_speed's functions:
+    `radedge label-reports` with the shipped default and with the rule labeler (median of `repeats`
+    runs each), and the CheXbert-sized BERT-base in PyTorch fp32 (one run: it is slow)."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    module = importlib.import_module("benchmarks.report_speed")
+    from .data import openi_reports
+
+    texts = [r["text"] for r in openi_reports(n_reports)]
+    if not texts:
+        raise FileNotFoundError("Open-i reports not found (shared/data/openi/reports.jsonl)")
+    source = "benchmarks/report_speed.py"
+    what = f"CSV -> CSV, first {len(texts)} Open-i dev reports, {threads} threads"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="radedge-bench-csv-") as tmp:
+        src = module.write_reports_csv(texts, Path(tmp) / "reports.csv")
+        for model, label, role in (("default", "report-student (radedge label-reports)", "default"),
+                                   ("rules", "rules (radedge label-reports --model rules)", "peer")):
+            runs = [module.student_csv(src, Path(tmp) / f"{model}.csv", model=model, threads=threads)
+                    for _ in range(repeats)]
+            seconds = statistics.median(r["seconds"] for r in runs)
+            rows.append({"task": REPORT_TASK, "name": "report-student" if model == "default" else "rules",
+                         "label": label, "role": role, "engine": "ort-cpu" if model == "default" else "python",
+                         "precision": "shipped" if model == "default" else "-", "shipped": True, "device": "cpu",
+                         "what": what + " (model load and sha256 check included)", "items": runs[0]["reports"],
+                         "seconds": round(seconds, 3), "calls": len(runs),
+                         "throughput_per_s": round(runs[0]["reports"] / seconds, 2),
+                         "source": f"{source}:student_csv"})
+        peer = module.ChexbertSized(threads=threads)
+        big = module.chexbert_csv(src, Path(tmp) / "chexbert.csv", peer)
+    rows.append({"task": REPORT_TASK, "name": "chexbert-sized", "label": "CheXbert-sized BERT-base (PyTorch fp32)",
+                 "role": "peer", "engine": "pytorch", "precision": "fp32", "shipped": False, "device": "cpu",
+                 "what": what + " (random init; same reader, sections, windows, writer)", "items": big["reports"],
+                 "seconds": big["seconds"], "calls": 1, "throughput_per_s": big["reports_per_s"],
+                 "source": f"{source}:chexbert_csv"})
+    for row in rows:  # one group: ratios against the label-reports default of this same call
+        row["source_group"] = source
+    return rows
+
+
+def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int, warmup: int,
+                       iters: int, seconds: float) -> list[dict[str, Any]]:
+    """The CheXbert-sized BERT-base encoder + heads (report_speed.ChexbertSized) on synthetic token ids,
+    as latency rows beside the ONNX variants (PyTorch fp32 eager, inference mode)."""
+    module = importlib.import_module("benchmarks.report_speed")
+    from radedge.bench import PeakRss, measure
+
+    peer = module.ChexbertSized(threads=threads)
+    torch = peer.torch
+    rows = []
+    for seq in seq_lens:
+        for batch in batch_sizes:
+            ids = torch.randint(1000, 30000, (batch, seq))
+            mask = torch.ones_like(ids)
+
+            def call() -> None:
+                with torch.inference_mode():
+                    peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+
+            with PeakRss() as rss:
+                latency = measure(call, items_per_call=batch, warmup=warmup, iters=iters, max_seconds=seconds)
+            rows.append({**latency.to_dict(), **rss.to_dict(), "task": REPORT_TASK, "model": "chexbert-sized",
+                         "backend": "pytorch", "device": "cpu", "engine": "pytorch", "precision": "fp32",
+                         "batch": batch, "sequence": seq, "image_size": None, "kind": "model", "shipped": False,
+                         "label": "CheXbert-sized BERT-base fp32 pytorch"})
+    return rows

@@ -43,6 +43,7 @@ class Settings:
     e2e_reports: int | None = None  # None: every Open-i dev report
     e2e_repeats: int = 3
     e2e_images: int = 64
+    csv_reports: int = 500  # CSV -> CSV comparison with the CheXbert-sized peer (about 10 reports/s)
     dicom_memory_files: tuple[int, ...] = (1000, 10000)
     threads: int | None = None
     gpu: bool = True
@@ -53,7 +54,7 @@ class Settings:
         if not quick:
             return cls(**common)
         return cls(quick=True, report_batches=(1, 8), report_seqs=(64,), image_batches=(1, 8), iters=5, warmup=1,
-                   max_seconds=1.0, e2e_reports=128, e2e_repeats=1, e2e_images=16,
+                   max_seconds=1.0, e2e_reports=128, e2e_repeats=1, e2e_images=16, csv_reports=32,
                    dicom_memory_files=(200,), **common)
 
     def variants(self, task: str) -> list:
@@ -293,6 +294,32 @@ def torch_images_section(run: Run) -> None:
     run.results["latency"] += torch_image_latency(run.settings.image_batches, threads, run.settings.max_seconds)
 
 
+def torch_reports_section(run: Run) -> None:
+    """The CheXbert-sized BERT-base in PyTorch fp32 on the small end of the grid (it is slow)."""
+    from .peers import torch_bert_latency
+
+    if not _has_torch():
+        run.note("PyTorch BERT-base rows skipped: torch is not installed (export extra)")
+        return
+    s = run.settings
+    batches = [b for b in s.report_batches if b <= 8] or [1]
+    seqs = [q for q in s.report_seqs if q <= 128] or [min(s.report_seqs)]
+    threads = s.threads or (os.cpu_count() or 1)
+    run.results["latency"] += torch_bert_latency(batches, seqs, threads, 1, min(s.iters, 5), s.max_seconds)
+    run.note("the shipped report student's own PyTorch checkpoint is not shipped: its PyTorch rows are not measured")
+
+
+def report_peers_section(run: Run) -> None:
+    from .peers import report_speed_rows
+
+    if not _has_default(REPORT_TASK, run):
+        run.note("no shipped report model: CSV -> CSV comparison with the CheXbert-sized peer not measured")
+        return
+    s = run.settings
+    threads = s.threads or (os.cpu_count() or 1)
+    run.results["end_to_end"] += report_speed_rows(s.csv_reports, threads, s.e2e_repeats)
+
+
 def image_peers_section(run: Run) -> None:
     from .peers import image_speed_rows
 
@@ -322,10 +349,12 @@ SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
     ("machine", machine_section),
     ("peaks", peaks_section),
     ("latency-reports", latency_section(REPORT_TASK)),
+    ("latency-reports-pytorch", torch_reports_section),
     ("latency-images", latency_section(IMAGE_TASK)),
     ("latency-images-pytorch", torch_images_section),
     ("end-to-end-reports", reports_end_to_end_section),
     ("end-to-end-images", images_end_to_end_section),
+    ("peers-reports", report_peers_section),
     ("peers-images", image_peers_section),
     ("accuracy-reports", report_accuracy_section),
     ("accuracy-images", image_accuracy_section),

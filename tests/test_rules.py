@@ -63,6 +63,11 @@ def label(rules: RuleLabeler, text: str) -> dict[str, int]:
     # generic heart phrases need a qualifier
     ("The heart is enlarged.", "Cardiomegaly", P),
     ("The heart and lungs have not changed in the interval.", "Cardiomegaly", B),
+    ("The mediastinum is widened.", "Enlarged Cardiomediastinum", P),
+    ("The mediastinum is unremarkable.", "Enlarged Cardiomediastinum", N),
+    ("Surgical clips in the mediastinum.", "Enlarged Cardiomediastinum", B),
+    ("Stable cardiomediastinal silhouette.", "Enlarged Cardiomediastinum", U),  # CheXpert's stable rule
+    ("Prominent left hilar contour.", "Enlarged Cardiomediastinum", B),
     # unmentions
     ("Overlying the heart is a calcified density.", "Cardiomegaly", B),
     ("Calcified granuloma, history of tuberculosis.", "Support Devices", B),

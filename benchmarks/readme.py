@@ -43,8 +43,16 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
+def _on_gpu(label: str, row: dict[str, Any], results: dict[str, Any]) -> str:
+    """A GPU row's label names the GPU it was measured on."""
+    if row.get("device") != "cuda":
+        return label
+    names = [g["name"] for g in (results.get("machine") or {}).get("gpus", [])]
+    return f"{label} on {names[0] if names else 'a CUDA GPU'}"
+
+
 def end_to_end_table(results: dict[str, Any]) -> str:
-    rows = [(TASK_NAMES.get(r["task"], r["task"]), r.get("label", r["name"]), r["role"], r["items"],
+    rows = [(TASK_NAMES.get(r["task"], r["task"]), _on_gpu(r.get("label", r["name"]), r, results), r["role"], r["items"],
              r["throughput_per_s"], f"{r['ratio_vs_default']:.3g}x" if r.get("ratio_vs_default") else "-",
              r.get("source", "").split(":")[0])
             for r in results.get("end_to_end", [])]
@@ -63,7 +71,7 @@ def latency_table(results: dict[str, Any]) -> str:
         one = next((r for r in ref if r["batch"] == 1), None)
         best = max(ref, key=lambda r: r["throughput_per_s"])
         size = f"{ref_seq} tokens" if ref_seq else f"{best.get('image_size')} px"
-        out.append((TASK_NAMES.get(best["task"], best["task"]), label, size, one and one["p50_ms"],
+        out.append((TASK_NAMES.get(best["task"], best["task"]), _on_gpu(label, best, results), size, one and one["p50_ms"],
                     one and one["p99_ms"], best["throughput_per_s"], best["batch"], best.get("fraction_of_peak"),
                     best.get("peak_rss_mb")))
     return markdown_table(out, ["task", "variant", "input", "p50 ms (batch 1)", "p99 ms (batch 1)",

@@ -189,3 +189,19 @@ def test_schema_rejects_a_broken_file():
     from benchmarks import schema
 
     assert any("missing" in p for p in schema.validate({"format": schema.FORMAT}))
+
+
+def test_gpu_variants_are_added_when_a_gpu_is_present(tiny_models_dir: Path, monkeypatch):
+    """No GPU here: pretend nvidia-smi found one and onnxruntime has the CUDA / TensorRT providers."""
+    import onnxruntime as ort
+
+    from benchmarks import variants
+
+    assert all(v.device == "cpu" for v in variants.discover(root=tiny_models_dir))
+    monkeypatch.setattr(variants, "gpus", lambda: [{"name": "NVIDIA Test GPU"}])
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    found = variants.discover("report-labels", root=tiny_models_dir)
+    engines = {v.engine for v in found}
+    assert {"ort-cpu", "ort-cuda", "ort-trt"} <= engines
+    assert variants.discover("report-labels", include_gpu=False, root=tiny_models_dir)[0].engine == "ort-cpu"

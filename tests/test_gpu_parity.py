@@ -153,5 +153,6 @@ def test_image_auc_within_tolerance_of_cpu_int8(backend, device, precision, nih_
     cpu_auc, gpu_auc = _aucs(cpu, truth), _aucs(gpu, truth)
     assert cpu_auc, "no finding with both classes in the NIH labels"
     worst = max(abs(cpu_auc[k] - gpu_auc[k]) for k in cpu_auc)
-    print(f"{backend}/{device}/{precision}: largest per-finding AUC difference {worst:.4f} over {len(cpu_auc)} findings")
+    print(f"{backend}/{device}/{precision}: largest per-finding AUC difference {worst:.4f} "
+          f"over {len(cpu_auc)} findings")
     assert worst <= AUC_TOLERANCE

@@ -141,7 +141,8 @@ def test_integer_sign_and_abs_run_in_float_with_identical_results():
 
 
 def test_float_unary_ops_are_left_alone():
-    model = _model([helper.make_node("Abs", ["x"], ["y"])], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+    model = _model([helper.make_node("Abs", ["x"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
     assert surgery.float_integer_unary(model) == 0
 

@@ -36,7 +36,8 @@ from ..manifest import Manifest, TensorSpec, sha256_file
 ENGINE_DIR_VAR = "RADEDGE_ENGINE_DIR"
 PRECISIONS = ("fp16", "int8")  # what the builder makes; fp32 plans are never worth shipping
 GPU_EXTRA_HINT = "install it with `pip install 'radedge[gpu]'` on a machine with an NVIDIA GPU"
-BUILD_HINT = "build one with `radedge build-engine {model}` (or `python -m runtimes.tensorrt build {model}`) from a radedge checkout"
+BUILD_HINT = ("build one with `radedge build-engine {model}` (or `python -m runtimes.tensorrt build {model}`) "
+              "from a radedge checkout")
 
 
 # ---- presence ------------------------------------------------------------------------------------
@@ -395,11 +396,6 @@ class TensorRTBackend:
             pass
 
 
-def describe(plan: Path) -> dict[str, Any]:
-    """The plan's sidecar metadata plus its path and size, for `build-engine` and the benchmarks."""
-    return {"plan": str(plan), "bytes": plan.stat().st_size if plan.exists() else 0, **read_meta(plan)}
-
-
 __all__ = ["DeviceInfo", "PlanKey", "TensorRTBackend", "cuda_device_count", "current_device", "default_cache_dir",
-           "describe", "engine_for", "find_plan", "import_builder", "import_cudart", "import_tensorrt", "model_sha256", "plan_path",
-           "read_meta", "require_gpu"]
+           "engine_for", "find_plan", "import_builder", "import_cudart", "import_tensorrt", "model_sha256",
+           "plan_path", "read_meta", "require_gpu"]

@@ -266,6 +266,7 @@ def calibrated_int8(model: onnx.ModelProto, manifest: Manifest, model_dir: str |
     quantized = quantize_qdq(model, feeds)
     kind = surgery.quantization_kind(quantized)
     if kind != "qdq-int8":  # onnxruntime changed what quantize_static emits: do not hand TensorRT a bad graph
-        raise ValueError(f"onnxruntime's static quantization produced a {kind!r} graph, not TensorRT's signed int8 Q/DQ")
+        raise ValueError(f"onnxruntime's static quantization produced a {kind!r} graph, "
+                         "not TensorRT's signed int8 Q/DQ")
     gate = accuracy_gate(manifest, run_cpu(model, feeds), run_cpu(quantized, feeds))
     return quantized, gate

@@ -205,14 +205,16 @@ def engine_for(model_dir: str | os.PathLike, manifest: Manifest, precision: str 
 
 
 def import_builder(model_dir: str | os.PathLike | None = None) -> Any:
-    """`runtimes.tensorrt` from the source checkout that holds this radedge (added to sys.path when
-    radedge runs from its editable install), or BackendError saying that it needs the checkout."""
+    """`runtimes.tensorrt` from the source checkout (the one holding this radedge when installed
+    editable, else the current directory), or BackendError saying that it needs the checkout."""
     import importlib
     import sys
 
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "runtimes" / "tensorrt" / "__init__.py").is_file() and str(checkout) not in sys.path:
-        sys.path.append(str(checkout))
+    for checkout in (Path(__file__).resolve().parents[2], Path.cwd()):  # editable install; run from the checkout
+        if (checkout / "runtimes" / "tensorrt" / "__init__.py").is_file():
+            if str(checkout) not in sys.path:
+                sys.path.append(str(checkout))
+            break
     try:
         builder = importlib.import_module("runtimes.tensorrt")
     except ImportError as exc:

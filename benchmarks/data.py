@@ -11,6 +11,21 @@ DATA = SHARED / "data"
 OPENI = DATA / "openi"
 
 
+def rel(path: str | os.PathLike) -> str:
+    """A path as recorded in results: relative to the checkout when inside it (results are committed)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def absolute(recorded: str) -> Path:
+    """The file a recorded path names (relative ones are relative to the checkout)."""
+    p = Path(recorded)
+    return p if p.is_absolute() else ROOT / p
+
+
 def openi_reports(limit: int | None = None) -> list[dict]:
     """Open-i dev reports (id, text, ...), in file order; [] when the data is not here."""
     path = OPENI / "reports.jsonl"

@@ -15,6 +15,7 @@ import numpy as np
 from radedge import registry
 from radedge.bench import PeakRss, measure, timed
 
+from .data import rel
 from .variants import Variant
 
 REPORT_TASK = "report-labels"
@@ -83,7 +84,7 @@ def report_labelers(variants: Sequence[Variant], texts: Sequence[str], *, repeat
             "peak_rss_mb": round(rss.peak_mb, 1), "source": "benchmarks/end_to_end.py:report_labelers",
         }
         if variant is not None:
-            row.update(token_stats(labeler, texts), onnx=str(variant.onnx), device=variant.device)
+            row.update(token_stats(labeler, texts), onnx=rel(variant.onnx), device=variant.device)
         rows.append(row)
         del labeler
     return rows, predictions
@@ -111,7 +112,7 @@ def image_scorers(variants: Sequence[Variant], paths: Sequence[Path], *, repeats
             "what": f"ImageScorer(paths): PNG decode, preprocess, batches of {scorer.batch_size}, model, thresholds",
             "items": len(paths), "seconds": round(latency.median_s, 4), "calls": len(latency.samples_s),
             "throughput_per_s": round(latency.throughput, 2), "load_s": round(load_s, 4),
-            "peak_rss_mb": round(rss.peak_mb, 1), "onnx": str(variant.onnx),
+            "peak_rss_mb": round(rss.peak_mb, 1), "onnx": rel(variant.onnx),
             "source": "benchmarks/end_to_end.py:image_scorers",
         })
     return rows

@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 from radedge.bench import PeakRss, bench_backend, tokenizer_vocab_size
 
+from .data import rel
 from .variants import Variant, shipped_manifest
 
 
@@ -12,7 +13,7 @@ def model_record(variant: Variant, load_s: float, rss: PeakRss) -> dict[str, Any
     manifest = shipped_manifest(variant)
     return {
         "model": variant.model, "task": variant.task, "precision": variant.precision, "engine": variant.engine,
-        "backend": variant.backend, "device": variant.device, "onnx": str(variant.onnx), "shipped": variant.shipped,
+        "backend": variant.backend, "device": variant.device, "onnx": rel(variant.onnx), "shipped": variant.shipped,
         "label": variant.label, "load_s": round(load_s, 4), "load_peak_rss_mb": round(rss.peak_mb, 1),
         "model_bytes": variant.onnx.stat().st_size, "max_length": manifest.max_length,
         "image_size": (manifest.preprocess or {}).get("size"),

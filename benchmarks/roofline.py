@@ -8,9 +8,9 @@ get no fraction: only a CPU peak is measured.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Mapping
 
+from .data import absolute
 from .flops import count_flops
 
 
@@ -20,7 +20,7 @@ def flops_per_item(onnx_path: str, sequence: int | None) -> int:
     dims = {"batch": 1}
     if sequence is not None:
         dims["sequence"] = int(sequence)
-    result = count_flops(Path(onnx_path), dims)
+    result = count_flops(absolute(onnx_path), dims)
     return int(result["total"])
 
 

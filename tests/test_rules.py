@@ -193,3 +193,12 @@ def test_openi_dev_accuracy_floor(rules: RuleLabeler) -> None:
     result = rad_eval.evaluate(gold, rad_eval.align(gold, [r["id"] for r in reports], pred))
     assert result.macro_f1 >= OPENI_MACRO_F1_FLOOR, result.table()
     assert result.chestxray8["mean"]["ours"] >= OPENI_SIX_MEAN_FLOOR, result.table()
+
+
+def test_long_report_without_full_stops(rules: RuleLabeler) -> None:
+    """A 20,000-word report with no sentence end: scopes are capped (linear time), labels still right."""
+    text = "no effusion or pneumothorax and normal heart size and mediastinum " * 2000
+    out = label(rules, text)
+    assert out["Pleural Effusion"] == N and out["Pneumothorax"] == N and out["Cardiomegaly"] == N
+    out = label(rules, text + " small right pneumothorax")
+    assert out["Pneumothorax"] == P

@@ -50,6 +50,9 @@ _CUE_GROUPS = ("pre_negation_uncertainty", "negation", "uncertainty")
 _GROUP_CLASS = {"pre_negation_uncertainty": UNCERTAIN, "negation": NEGATIVE, "uncertainty": UNCERTAIN}
 _KIND_RE = re.compile(r"(pre|post)(\d*)\Z")
 _DEFAULT_POST_WINDOW = 3  # words allowed between a mention and a `post` cue
+# A clause never reaches further than this many characters from its mention (about 40 words): longer
+# scopes mean nothing in a report, and the cap keeps a report without full stops linear in time.
+_MAX_SCOPE = 300
 _WORD = r"[a-z0-9/'-]+"
 _GAP = r"[^a-z0-9/'-]+"
 _BOUNDARY_L = r"(?<![a-z0-9])"
@@ -276,9 +279,9 @@ class RuleLabeler:
                 s_lo = ends[s_idx - 1] if s_idx else 0
                 s_hi = ends[s_idx] if s_idx < len(ends) else n
                 b = bisect_right(break_ends, start)
-                lo = max(s_lo, break_ends[b - 1]) if b else s_lo
+                lo = max(s_lo, break_ends[b - 1] if b else 0, start - _MAX_SCOPE)
                 b = bisect_left(break_starts, end)
-                hi = min(s_hi, break_starts[b]) if b < len(break_starts) else s_hi
+                hi = min(s_hi, break_starts[b] if b < len(break_starts) else n, end + _MAX_SCOPE)
                 cls = self._mention_class(t, m, lo, hi, finding)
                 if cls is None:
                     continue

@@ -77,10 +77,12 @@ def _is_header(match: re.Match[str]) -> bool:
     # text really is upper case and starts a line, so "Heart size: normal" is not a header.
     if caps is None:
         return True
-    start = match.start("caps")
-    at_line_start = start == 0 or match.string[:start].rstrip(" \t").endswith("\n") or \
-        match.string[:start].strip() == ""
-    return caps.isupper() and at_line_start
+    if not caps.isupper():
+        return False
+    i = match.start("caps") - 1
+    while i >= 0 and match.string[i] in " \t":
+        i -= 1
+    return i < 0 or match.string[i] == "\n"  # at the start of a line
 
 
 def split_sections(text: str) -> list[Section]:

@@ -200,5 +200,6 @@ def test_long_report_without_full_stops(rules: RuleLabeler) -> None:
     text = "no effusion or pneumothorax and normal heart size and mediastinum " * 2000
     out = label(rules, text)
     assert out["Pleural Effusion"] == N and out["Pneumothorax"] == N and out["Cardiomegaly"] == N
-    out = label(rules, text + " small right pneumothorax")
+    # a cue reaches at most about 40 words: far from any "no", a mention is positive again
+    out = label(rules, text + " and the right lung shows" * 20 + " a small pneumothorax")
     assert out["Pneumothorax"] == P

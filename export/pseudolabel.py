@@ -135,7 +135,7 @@ def pseudolabel(reports: Iterable[tuple[Any, Any]], teachers: Sequence[Any], wri
         for rec in label_chunk(teachers, chunk):
             writer.write(rec)
             stats["failed" if rec.get("error") else "labelled"] += 1
-        log.info("%d labelled, %d failed", stats["labelled"], stats["failed"])
+        log.debug("%d labelled, %d failed", stats["labelled"], stats["failed"])
     return stats
 
 

@@ -142,11 +142,11 @@ def test_lexicon_folder_and_errors(tmp_path: Path) -> None:
     # a single source folder with only a mention file and a negation cue
     (tmp_path / "one" / "mention").mkdir(parents=True)
     (tmp_path / "one" / "cues").mkdir()
-    (tmp_path / "one" / "mention" / "pneumothorax.txt").write_text("pneumothorax\n# a comment\n")
+    (tmp_path / "one" / "mention" / "pneumothorax.txt").write_text("PNEUMOTHORA\\w*\n# a comment\n")
     (tmp_path / "one" / "cues" / "negation.txt").write_text("pre\tno\n")
     small = RuleLabeler.load(tmp_path / "one")
     assert label(small, "No pneumothorax. Effusion.")["Pneumothorax"] == N
-    assert label(small, "Pneumothorax.")["Pneumothorax"] == P
+    assert label(small, "Pneumothorax.")["Pneumothorax"] == P  # phrases are lower-cased, escapes kept
     assert label(small, "Effusion.")["Pleural Effusion"] == B
 
     (tmp_path / "one" / "mention" / "not_a_finding.txt").write_text("x\n")

@@ -82,12 +82,21 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+_ESCAPED_OR_UPPER_RE = re.compile(r"\\.|[A-Z]")
+
+
+def _lower(regex: str) -> str:
+    """A lexicon regex in lower case, as the text it is matched against; backslash escapes (an upper-
+    case class such as S or W after a backslash) are left alone."""
+    return _ESCAPED_OR_UPPER_RE.sub(lambda m: m.group() if m.group().startswith("\\") else m.group().lower(), regex)
+
+
 def _phrase(text: str) -> str:
     """A lexicon phrase as a regex. CheXpert's underscore is a space, used as a crude word boundary:
     inside a phrase it stays a space; at either end it becomes a real word boundary (every phrase
     already starts at a word start), so "_mediastinum" finds "and mediastinum" and "_line_" finds
     "picc line tip" but not "lines"."""
-    text = text.strip().lower()
+    text = _lower(text.strip())
     end = "(?![a-z0-9])" if text.endswith("_") else ""
     return text.strip("_").replace("_", " ") + end
 
@@ -147,10 +156,10 @@ class _Lexicon:
                     parts = line.split("\t")
                     if len(parts) not in (2, 3) or not _KIND_RE.match(parts[0]):
                         raise ModelError(f"{path}: bad cue line {line!r} (want KIND<TAB>REGEX[<TAB>FILTER])")
-                    self.cues[group].append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+                    self.cues[group].append((parts[0], _lower(parts[1]), _lower(parts[2]) if len(parts) == 3 else None))
         path = folder / "cues" / "breakers.txt"
         if path.exists():
-            self.breakers.extend(_read_lines(path))
+            self.breakers.extend(_lower(line) for line in _read_lines(path))
 
 
 def _compile(pattern: str, source: str) -> re.Pattern[str]:

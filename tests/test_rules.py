@@ -203,3 +203,9 @@ def test_long_report_without_full_stops(rules: RuleLabeler) -> None:
     # a cue reaches at most about 40 words: far from any "no", a mention is positive again
     out = label(rules, text + " and the right lung shows" * 20 + " a small pneumothorax")
     assert out["Pneumothorax"] == P
+
+
+def test_lexicon_regexes_are_lowered_outside_escapes() -> None:
+    from radedge.reports.rules import _lower
+
+    assert _lower(r"CHF\W+\S Heart") == r"chf\W+\S heart"

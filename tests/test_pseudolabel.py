@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ pytest.importorskip("httpx")
 from export import pseudolabel  # noqa: E402
 from export.teachers import TeacherLabel  # noqa: E402
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN  # noqa: E402
-from test_llm_teacher import ChatServer  # noqa: E402 (tests/ is on sys.path via conftest)
+from test_llm_teacher import server  # noqa: E402,F401 (the loopback chat server fixture; tests/ is on sys.path)
 
 EFF = FINDINGS.index("Pleural Effusion")
 PTX = FINDINGS.index("Pneumothorax")
@@ -69,16 +68,6 @@ def test_rules_corpus_with_provenance(tmp_path):
     prov = json.loads((tmp_path / "corpus.jsonl.provenance.json").read_text())
     assert prov["teachers"][0]["teacher"] == "rules" and prov["data"]["sha256"]
     assert "--teacher rules" in prov["command"]
-
-
-@pytest.fixture
-def server():
-    srv = ChatServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_both_teachers_and_a_stopped_run_resumes_from_the_cache(server, tmp_path):

@@ -15,6 +15,7 @@ from radedge.reports.sections import findings_text, split_sections
     ("Findings: heart normal. Impression: no acute disease.", "heart normal.\n\nno acute disease."),  # inline
     ("FINDINGS\nHeart normal.\nIMPRESSION\nNo acute.", "Heart normal.\n\nNo acute."),  # header on its own line
     ("findings and impression: clear lungs.", "clear lungs."),
+    ("INDICATION: cough\nFINDINGS/IMPRESSION: clear lungs.", "clear lungs."),
     ("FINDING: small effusion.", "small effusion."),
     ("IMPRESSIONS: effusion.", "effusion."),
     ("History: cough.\nCONCLUSION: effusion", "effusion"),

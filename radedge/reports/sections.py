@@ -13,7 +13,7 @@ from dataclasses import dataclass
 # Header names whose sections the labelers read (case-insensitive; common misspellings from NegBio's
 # section_titles.txt included). Longer names first so "findings and impression" wins over "findings".
 _TARGET_NAMES = (
-    r"findings?\s+(?:and|&)\s+(?:impressions?|imrpession|conclusions?)",
+    r"findings?\s*(?:\s(?:and|&)\s|/)\s*(?:impressions?|imrpession|conclusions?)",
     r"technique\s+and\s+findings",
     r"(?:corrected\s+|addendum\s+)?impressions?",
     r"impress?on|impressoin|iimpression|fimpression",

@@ -8,6 +8,7 @@ they measured them, and each ratio is against the shipped default in the same ca
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Sequence
 
 IMAGE_TASK = "image-findings"
@@ -64,7 +65,6 @@ def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[s
     runs each), and the CheXbert-sized BERT-base in PyTorch fp32 (one run: it is slow)."""
     import statistics
     import tempfile
-    from pathlib import Path
 
     module = importlib.import_module("benchmarks.report_speed")
     from .data import openi_reports
@@ -101,29 +101,64 @@ def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[s
     return rows
 
 
+def _torch_rows(call_for, batch_sizes: Sequence[int], seq_lens: Sequence[int], warmup: int, iters: int,
+                seconds: float, **fields: Any) -> list[dict[str, Any]]:
+    """Latency rows of a PyTorch report model: `call_for(batch, seq)` returns the call to time."""
+    from radedge.bench import PeakRss, measure
+
+    rows = []
+    for seq in seq_lens:
+        for batch in batch_sizes:
+            call = call_for(batch, seq)
+            with PeakRss() as rss:
+                latency = measure(call, items_per_call=batch, warmup=warmup, iters=iters, max_seconds=seconds)
+            rows.append({**latency.to_dict(), **rss.to_dict(), "task": REPORT_TASK, "backend": "pytorch",
+                         "device": "cpu", "engine": "pytorch", "precision": "fp32", "batch": batch, "sequence": seq,
+                         "image_size": None, "kind": "model", "shipped": False, **fields})
+    return rows
+
+
+def torch_student_latency(student_dir, batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int,
+                          warmup: int, iters: int, seconds: float) -> list[dict[str, Any]]:
+    """The trained report student itself (export.student.load_student) in PyTorch fp32 eager."""
+    import torch
+
+    from export.student import load_student
+
+    torch.set_num_threads(threads)
+    model, info = load_student(student_dir)
+    seq_lens = [s for s in seq_lens if s <= int(info["max_length"])] or [int(info["max_length"])]
+
+    def call_for(batch: int, seq: int):
+        ids = torch.randint(5, 1000, (batch, seq))
+        mask = torch.ones_like(ids)
+
+        def call() -> None:
+            with torch.inference_mode():
+                model(ids, mask)
+        return call
+
+    name = Path(student_dir).name
+    return _torch_rows(call_for, batch_sizes, seq_lens, warmup, iters, seconds, model="report-student",
+                       label=f"report-student fp32 pytorch ({name})")
+
+
 def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int, warmup: int,
                        iters: int, seconds: float) -> list[dict[str, Any]]:
     """The CheXbert-sized BERT-base encoder + heads (report_speed.ChexbertSized) on synthetic token ids,
     as latency rows beside the ONNX variants (PyTorch fp32 eager, inference mode)."""
     module = importlib.import_module("benchmarks.report_speed")
-    from radedge.bench import PeakRss, measure
-
     peer = module.ChexbertSized(threads=threads)
     torch = peer.torch
-    rows = []
-    for seq in seq_lens:
-        for batch in batch_sizes:
-            ids = torch.randint(1000, 30000, (batch, seq))
-            mask = torch.ones_like(ids)
 
-            def call() -> None:
-                with torch.inference_mode():
-                    peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+    def call_for(batch: int, seq: int):
+        ids = torch.randint(1000, 30000, (batch, seq))
+        mask = torch.ones_like(ids)
 
-            with PeakRss() as rss:
-                latency = measure(call, items_per_call=batch, warmup=warmup, iters=iters, max_seconds=seconds)
-            rows.append({**latency.to_dict(), **rss.to_dict(), "task": REPORT_TASK, "model": "chexbert-sized",
-                         "backend": "pytorch", "device": "cpu", "engine": "pytorch", "precision": "fp32",
-                         "batch": batch, "sequence": seq, "image_size": None, "kind": "model", "shipped": False,
-                         "label": "CheXbert-sized BERT-base fp32 pytorch"})
-    return rows
+        def call() -> None:
+            with torch.inference_mode():
+                peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+        return call
+
+    return _torch_rows(call_for, batch_sizes, seq_lens, warmup, iters, seconds, model="chexbert-sized",
+                       label="CheXbert-sized BERT-base fp32 pytorch")

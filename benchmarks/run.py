@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,11 +43,12 @@ class Settings:
     e2e_reports: int | None = None  # None: every Open-i dev report
     e2e_repeats: int = 3
     e2e_images: int = 64
-    csv_reports: int = 500  # CSV -> CSV comparison with the CheXbert-sized peer (about 10 reports/s)
+    csv_reports: int = 400  # CSV -> CSV comparison with the CheXbert-sized peer (about 10 reports/s)
     dicom_memory_files: tuple[int, ...] = (1000, 10000)
     threads: int | None = None
     gpu: bool = True
     models_dir: str | None = None  # only the model folders under this one (default: the registry's path)
+    extra_models: list[str] = field(default_factory=list)  # reference folders added by the references section
 
     @classmethod
     def for_run(cls, quick: bool, **common: Any) -> "Settings":
@@ -60,7 +61,8 @@ class Settings:
     def variants(self, task: str) -> list:
         from .variants import discover
 
-        return discover(task, include_gpu=self.gpu, root=Path(self.models_dir) if self.models_dir else None)
+        return discover(task, include_gpu=self.gpu, root=Path(self.models_dir) if self.models_dir else None,
+                        extra=[Path(p) for p in self.extra_models])
 
 
 class Run:
@@ -77,6 +79,7 @@ class Run:
             "roofline": [], "notes": [], "errors": [], "sections_s": {},
         }
         self.predictions: dict[str, Any] = {}
+        self.student_dir: Path | None = None  # the trained report student (PyTorch), when found
         self.report_ids: list[str] = []
 
     def note(self, text: str) -> None:
@@ -151,10 +154,31 @@ def _variants(run: Run, task: str):
         run.note(f"no {task} model on the search path ({', '.join(map(str, registry.search_path()))}): not measured")
     names = {v.model for v in found}
     for name in sorted(names):
-        if not any(v.model == name and v.precision == "fp32" for v in found):
+        if not any(v.model in (name, f"{name}-fp32") and v.precision == "fp32" for v in found):
             run.note(f"{name}: only its {next(v.precision for v in found if v.model == name)} graph is in its "
                       "folder, so no fp32 ONNX row for it")
     return found
+
+
+def references_section(run: Run) -> None:
+    """The shipped report student's fp32 ONNX and PyTorch model, from its training folder in runs/."""
+    from .references import find_student, report_fp32_reference
+
+    if not _has_torch() or not _has_default(REPORT_TASK, run):
+        run.note("report fp32 / PyTorch references skipped: " + ("torch is not installed (export extra)"
+                                                               if not _has_torch() else "no shipped report model"))
+        return
+    model_dir = registry.resolve("default", REPORT_TASK)
+    student = find_student(model_dir)
+    if student is None:
+        run.note(f"{model_dir.name} ships int8 only and its trained student was not found in runs/: "
+                 "no fp32 ONNX or PyTorch rows for it")
+        return
+    run.student_dir = student
+    reference = report_fp32_reference(model_dir, student)
+    run.settings.extra_models.append(str(reference))
+    run.results["settings"]["extra_models"] = list(run.settings.extra_models)
+    log(f"fp32 reference of {model_dir.name}: {reference} (from {student})")
 
 
 def latency_section(task: str) -> Callable[[Run], None]:
@@ -302,11 +326,16 @@ def torch_reports_section(run: Run) -> None:
         run.note("PyTorch BERT-base rows skipped: torch is not installed (export extra)")
         return
     s = run.settings
-    batches = [b for b in s.report_batches if b <= 8] or [1]
-    seqs = [q for q in s.report_seqs if q <= 128] or [min(s.report_seqs)]
+    # PyTorch is slow on a CPU: one sequence length (128 when measured), BERT-base at the small batches only.
+    seq = [128] if 128 in s.report_seqs else [min(s.report_seqs)]
     threads = s.threads or (os.cpu_count() or 1)
-    run.results["latency"] += torch_bert_latency(batches, seqs, threads, 1, min(s.iters, 5), s.max_seconds)
-    run.note("the shipped report student's own PyTorch checkpoint is not shipped: its PyTorch rows are not measured")
+    bert_batches = [b for b in s.report_batches if b <= 8] or [1]
+    run.results["latency"] += torch_bert_latency(bert_batches, seq, threads, 1, min(s.iters, 5), s.max_seconds)
+    if run.student_dir is not None:
+        from .peers import torch_student_latency
+
+        run.results["latency"] += torch_student_latency(run.student_dir, s.report_batches, seq, threads,
+                                                        s.warmup, s.iters, s.max_seconds)
 
 
 def report_peers_section(run: Run) -> None:
@@ -348,6 +377,7 @@ def ratios_section(run: Run) -> None:
 SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
     ("machine", machine_section),
     ("peaks", peaks_section),
+    ("references", references_section),
     ("latency-reports", latency_section(REPORT_TASK)),
     ("latency-reports-pytorch", torch_reports_section),
     ("latency-images", latency_section(IMAGE_TASK)),

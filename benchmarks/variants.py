@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from radedge import registry
 from radedge.bench import gpus, timed
@@ -93,19 +93,23 @@ def gpu_engines() -> list[tuple[str, str, str | None]]:
     return engines
 
 
-def model_entries(root: Path | None = None) -> list[registry.ModelEntry]:
-    """Model folders of the registry's search path, or only those directly under `root`."""
+def model_entries(root: Path | None = None, extra: Sequence[Path] = ()) -> list[registry.ModelEntry]:
+    """Model folders of the registry's search path (or only those directly under `root`), then `extra`."""
     if root is None:
-        return registry.list_models()
-    return [registry.ModelEntry(p.name, p, Manifest.read(p)) for p in sorted(Path(root).iterdir())
-            if (p / "manifest.json").is_file()]
+        entries = registry.list_models()
+    else:
+        entries = [registry.ModelEntry(p.name, p, Manifest.read(p)) for p in sorted(Path(root).iterdir())
+                   if (p / "manifest.json").is_file()]
+    return entries + [registry.ModelEntry(Path(p).name, Path(p), Manifest.read(p)) for p in extra]
 
 
-def discover(task: str | None = None, include_gpu: bool = True, root: Path | None = None) -> list[Variant]:
-    """Variants of every model on the search path (or under `root`), optionally of one task only."""
+def discover(task: str | None = None, include_gpu: bool = True, root: Path | None = None,
+             extra: Sequence[Path] = ()) -> list[Variant]:
+    """Variants of every model on the search path (or under `root`) and of the `extra` model folders,
+    optionally of one task only."""
     variants: list[Variant] = []
     engines = [("onnxruntime", "cpu", None)] + (gpu_engines() if include_gpu else [])
-    for entry in model_entries(root):
+    for entry in model_entries(root, extra):
         manifest = entry.manifest
         if manifest is None or (task and manifest.task != task):
             continue

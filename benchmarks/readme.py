@@ -51,6 +51,25 @@ def _on_gpu(label: str, row: dict[str, Any], results: dict[str, Any]) -> str:
     return f"{label} on {names[0] if names else 'a CUDA GPU'}"
 
 
+def headlines(results: dict[str, Any]) -> list[str]:
+    """One bullet per comparison group: the shipped default's rate and how many times each peer's it is."""
+    lines = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results.get("end_to_end", []):
+        groups.setdefault((r["task"], r.get("source_group", r.get("source", ""))), []).append(r)
+    for (task, source), rows in groups.items():
+        base = next((r for r in rows if r["role"] == "default" and r.get("device", "cpu") == "cpu"), None)
+        if base is None:
+            continue
+        unit = "reports/s" if task == "report-labels" else "images/s"
+        others = [f"{base['throughput_per_s'] / r['throughput_per_s']:.3g}x {r.get('label', r['name'])} "
+                  f"({_fmt(r['throughput_per_s'])} {unit})" for r in rows if r is not base and r["throughput_per_s"]]
+        lines.append(f"- {base.get('label', base['name'])}: **{_fmt(base['throughput_per_s'])} {unit}** "
+                     f"({base.get('what', '')}; `{source.split(':')[0]}`)"
+                     + (": " + "; ".join(others) if others else ""))
+    return lines
+
+
 def end_to_end_table(results: dict[str, Any]) -> str:
     rows = [(TASK_NAMES.get(r["task"], r["task"]), _on_gpu(r.get("label", r["name"]), r, results), r["role"], r["items"],
              r["throughput_per_s"], f"{r['ratio_vs_default']:.3g}x" if r.get("ratio_vs_default") else "-",
@@ -113,6 +132,14 @@ def dicom_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _load_line(results: dict[str, Any]) -> str:
+    loads = list((results.get("sections_load_1m") or {}).values())
+    if not loads:
+        return ""
+    return (f" The 1-minute load average ran from {min(loads):.1f} to {max(loads):.1f} during the run "
+            f"(other processes sharing the CPU make every figure pessimistic).")
+
+
 def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str:
     """The Markdown body of the performance block."""
     machine = results.get("machine") or {}
@@ -128,7 +155,13 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         f"`{results.get('git_commit')}`). For the installed models alone, without the checkout: `radedge bench`.",
         "",
         f"Machine: {describe_machine(machine)}; onnxruntime {machine.get('onnxruntime')}, Python {machine.get('python')}."
-        + (f" GPU rows were measured on: {', '.join(gpu)}." if gpu else " No GPU in this run: there are no GPU rows."),
+        + (f" GPU rows were measured on: {', '.join(gpu)}." if gpu else " No GPU in this run: there are no GPU rows.")
+        + _load_line(results),
+        "",
+        "**Headlines** (shipped default first, then how many times each alternative's rate it reaches, "
+        "measured side by side in this run):",
+        "",
+        *headlines(results),
         "",
         "**End to end, same inputs, same run** (reports: the Open-i dev reports through `ReportLabeler`; "
         "images: NIH PNGs through `ImageScorer`; ratios against the shipped default measured by the same command):",

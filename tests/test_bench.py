@@ -178,10 +178,10 @@ def test_benchmarks_quick_smoke(tiny_models_dir: Path, tmp_path: Path):
         assert e2e["rules"]["role"] == "peer" and e2e["rules"]["ratio_vs_default"] > 0
 
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- SECTION:performance -->\nold\n<!-- /SECTION:performance -->\nend\n")
+    readme.write_text("intro\n<!-- SECTION:performance -->\nSTALE-BLOCK\n<!-- /SECTION:performance -->\nend\n")
     assert readme_main([str(out / "results.json"), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("end\n") and "STALE-BLOCK" not in text
     assert "## Performance" in text and "report-student" in text
 
 

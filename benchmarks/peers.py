@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 IMAGE_TASK = "image-findings"
+REPORT_TASK = "report-labels"
 
 
 def image_speed_rows(batch: int, threads: int, seconds: float) -> list[dict[str, Any]]:
@@ -34,29 +35,30 @@ def image_speed_rows(batch: int, threads: int, seconds: float) -> list[dict[str,
     return rows
 
 
-def torch_image_latency(batch_sizes: Sequence[int], threads: int, seconds: float) -> list[dict[str, Any]]:
-    """The PyTorch fp32 ViT (image_speed.bench_torch) over the grid's batch sizes, as latency rows."""
-    module = importlib.import_module("benchmarks.image_speed")
+def torch_image_latency(batch_sizes: Sequence[int], threads: int, warmup: int, iters: int,
+                        seconds: float) -> list[dict[str, Any]]:
+    """The shipped ViT's architecture (export.images.model, from the manifest) in PyTorch eager, random
+    weights (speed does not depend on them), on image_speed's preprocessed inputs, over the batch sizes."""
+    import torch
+
+    from export.images.model import ViTSpec, build_model
     from radedge.manifest import Manifest
     from radedge.registry import resolve
 
+    module = importlib.import_module("benchmarks.image_speed")
+    torch.set_num_threads(threads)
     manifest = Manifest.read(resolve("default", IMAGE_TASK))
-    from radedge.bench import PeakRss
+    model, _ = build_model(ViTSpec(**manifest.extra["architecture"]), pretrained=False)
+    model.eval()
 
-    rows = []
-    for batch in batch_sizes:
-        pixels = module.input_batch(manifest, batch)
-        with PeakRss() as rss:
-            r = module.bench_torch(manifest, pixels, threads, seconds)
-        rows.append({**{k: v for k, v in r.items() if k not in ("runtime", "file", "images_per_s", "threads")},
-                     "task": IMAGE_TASK, "model": "image-vit", "backend": "pytorch", "device": "cpu",
-                     "engine": "pytorch", "precision": "fp32", "batch": batch, "sequence": None,
-                     "image_size": int(pixels.shape[-1]), "kind": "model", "shipped": False,
-                     "label": "image-vit fp32 pytorch", **rss.to_dict()})
-    return rows
+    def inputs(batch: int, seq: None, device: str, dtype: Any) -> tuple[Any]:
+        return (torch.from_numpy(module.input_batch(manifest, batch)).to(device=device, dtype=dtype),)
 
+    def forward(x: Any) -> Any:
+        return torch.sigmoid(model(x))
 
-REPORT_TASK = "report-labels"
+    return _torch_rows([model], forward, inputs, [(b, None) for b in batch_sizes], warmup, iters, seconds,
+                       task=IMAGE_TASK, model="image-vit", label="image-vit")
 
 
 def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[str, Any]]:
@@ -101,64 +103,89 @@ def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[s
     return rows
 
 
-def _torch_rows(call_for, batch_sizes: Sequence[int], seq_lens: Sequence[int], warmup: int, iters: int,
-                seconds: float, **fields: Any) -> list[dict[str, Any]]:
-    """Latency rows of a PyTorch report model: `call_for(batch, seq)` returns the call to time."""
+def torch_placements() -> list[tuple[str, str]]:
+    """(device, precision) pairs PyTorch is timed at here: CPU fp32, plus CUDA fp32 and fp16 with a GPU."""
+    import torch
+
+    return [("cpu", "fp32")] + ([("cuda", "fp32"), ("cuda", "fp16")] if torch.cuda.is_available() else [])
+
+
+def _torch_rows(modules: Sequence[Any], forward, make_inputs, shapes: Sequence[tuple[int, int | None]],
+                warmup: int, iters: int, seconds: float, *, task: str, model: str, label: str) -> list[dict[str, Any]]:
+    """Latency rows of a PyTorch model at each placement and (batch, sequence-or-None) shape.
+
+    `make_inputs(batch, seq, device, dtype)` returns the positional inputs of `forward`; the modules
+    are moved to each placement in turn and back to the CPU in fp32 afterwards.
+    """
+    import torch
+
     from radedge.bench import PeakRss, measure
 
     rows = []
-    for seq in seq_lens:
-        for batch in batch_sizes:
-            call = call_for(batch, seq)
+    for device, precision in torch_placements():
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        for m in modules:
+            m.to(device=device, dtype=dtype)
+        for batch, seq in shapes:
+            inputs = make_inputs(batch, seq, device, dtype)
+
+            def call() -> None:
+                with torch.inference_mode():
+                    forward(*inputs)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+
             with PeakRss() as rss:
                 latency = measure(call, items_per_call=batch, warmup=warmup, iters=iters, max_seconds=seconds)
-            rows.append({**latency.to_dict(), **rss.to_dict(), "task": REPORT_TASK, "backend": "pytorch",
-                         "device": "cpu", "engine": "pytorch", "precision": "fp32", "batch": batch, "sequence": seq,
-                         "image_size": None, "kind": "model", "shipped": False, **fields})
+            image_size = int(inputs[0].shape[-1]) if seq is None else None
+            rows.append({**latency.to_dict(), **rss.to_dict(), "task": task, "model": model, "backend": "pytorch",
+                         "device": device, "engine": "pytorch" if device == "cpu" else "pytorch-cuda",
+                         "precision": precision, "batch": batch, "sequence": seq, "image_size": image_size,
+                         "kind": "model", "shipped": False,
+                         "label": f"{label} {precision} pytorch" + ("" if device == "cpu" else "-cuda")})
+    for m in modules:
+        m.to(device="cpu", dtype=torch.float32)
     return rows
+
+
+def _token_inputs(batch: int, seq: int, device: str, dtype: Any) -> tuple[Any, Any]:
+    import torch
+
+    ids = torch.randint(1000, 5000, (batch, seq), device=device)
+    return ids, torch.ones_like(ids)
 
 
 def torch_student_latency(student_dir, batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int,
                           warmup: int, iters: int, seconds: float) -> list[dict[str, Any]]:
-    """The trained report student itself (export.student.load_student) in PyTorch fp32 eager."""
+    """The trained report student itself (export.student.load_student) in PyTorch eager."""
     import torch
 
     from export.student import load_student
 
     torch.set_num_threads(threads)
     model, info = load_student(student_dir)
+    vocab = int(getattr(model.encoder.config, "vocab_size", 5000))
     seq_lens = [s for s in seq_lens if s <= int(info["max_length"])] or [int(info["max_length"])]
 
-    def call_for(batch: int, seq: int):
-        ids = torch.randint(5, 1000, (batch, seq))
-        mask = torch.ones_like(ids)
+    def inputs(batch: int, seq: int, device: str, dtype: Any) -> tuple[Any, Any]:
+        ids = torch.randint(5, max(vocab, 6), (batch, seq), device=device)
+        return ids, torch.ones_like(ids)
 
-        def call() -> None:
-            with torch.inference_mode():
-                model(ids, mask)
-        return call
-
-    name = Path(student_dir).name
-    return _torch_rows(call_for, batch_sizes, seq_lens, warmup, iters, seconds, model="report-student",
-                       label=f"report-student fp32 pytorch ({name})")
+    shapes = [(b, q) for q in seq_lens for b in batch_sizes]
+    return _torch_rows([model], model, inputs, shapes, warmup, iters, seconds, task=REPORT_TASK,
+                       model="report-student", label=f"report-student ({Path(student_dir).name})")
 
 
 def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int, warmup: int,
                        iters: int, seconds: float) -> list[dict[str, Any]]:
     """The CheXbert-sized BERT-base encoder + heads (report_speed.ChexbertSized) on synthetic token ids,
-    as latency rows beside the ONNX variants (PyTorch fp32 eager, inference mode)."""
+    as latency rows beside the ONNX variants (PyTorch eager, inference mode)."""
     module = importlib.import_module("benchmarks.report_speed")
     peer = module.ChexbertSized(threads=threads)
-    torch = peer.torch
 
-    def call_for(batch: int, seq: int):
-        ids = torch.randint(1000, 30000, (batch, seq))
-        mask = torch.ones_like(ids)
+    def forward(ids: Any, mask: Any) -> Any:
+        return peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
 
-        def call() -> None:
-            with torch.inference_mode():
-                peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
-        return call
-
-    return _torch_rows(call_for, batch_sizes, seq_lens, warmup, iters, seconds, model="chexbert-sized",
-                       label="CheXbert-sized BERT-base fp32 pytorch")
+    shapes = [(b, q) for q in seq_lens for b in batch_sizes]
+    return _torch_rows([peer.encoder, peer.heads], forward, _token_inputs, shapes, warmup, iters, seconds,
+                       task=REPORT_TASK, model="chexbert-sized", label="CheXbert-sized BERT-base")

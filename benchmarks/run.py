@@ -315,7 +315,8 @@ def torch_images_section(run: Run) -> None:
                                                  else "no shipped image model"))
         return
     threads = run.settings.threads or (os.cpu_count() or 1)
-    run.results["latency"] += torch_image_latency(run.settings.image_batches, threads, run.settings.max_seconds)
+    s = run.settings
+    run.results["latency"] += torch_image_latency(s.image_batches, threads, s.warmup, s.iters, s.max_seconds)
 
 
 def torch_reports_section(run: Run) -> None:

@@ -83,6 +83,9 @@ def test_mixed_folder_record_by_record(tiny_image_model, mixed_folder, tmp_path,
             assert len(probs) == 14 and all(0 <= p <= 1 for p in probs)
         else:
             assert r["error_type"]
+            # a readable header names the instance; unreadable files have no UIDs
+            assert bool(r["sop_uid"]) == (r["path"] in {"A/lateral.dcm", "B/hip.dcm", "B/frames.dcm",
+                                                        "B/report.dcm", "C/cut.dcm"}), r
     text = out.read_text()
     assert "SECRET" not in text  # no patient names or IDs in outputs
     by_path = {r["path"]: r for r in records}

@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Iterable
 
 import numpy as np
 
-from ..errors import DicomError, SkippedInput
+from ..errors import DicomError, InputError, SkippedInput
 from .preprocess import ImageLoadError, grey_from_colour
 
 MAGIC_OFFSET = 128
@@ -329,17 +329,27 @@ def to_display(ds: Any, voi: bool) -> tuple[np.ndarray, str]:
         raise SkippedInput(str(exc)) from exc
 
 
+def uids(ds: Any) -> tuple[str, str, str]:
+    """(Study, Series, SOP Instance) UIDs of a dataset; empty strings where absent."""
+    return _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID")
+
+
 def read_dicom(path: str | os.PathLike, voi: bool = True,
                views: frozenset[str] | None = DEFAULT_VIEWS) -> DicomImage:
-    """Read, check and decode one file; raises SkippedInput or DicomError with the reason."""
+    """Read, check and decode one file; raises SkippedInput or DicomError with the reason (and,
+    when the header was readable, the instance's UIDs in the exception's `uids` attribute)."""
     ds = read_dataset(path)
-    check_scorable(ds, views)
-    image, how = to_display(ds, voi)
+    try:
+        check_scorable(ds, views)
+        image, how = to_display(ds, voi)
+    except InputError as exc:  # a readable header: say which instance was skipped or failed
+        exc.uids = uids(ds)  # type: ignore[attr-defined]
+        raise
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    study_uid, series_uid, sop_uid = uids(ds)
     return DicomImage(
-        path=str(path), image=image,
-        study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID"),
-        sop_uid=_text(ds, "SOPInstanceUID"), modality=_text(ds, "Modality").upper(),
+        path=str(path), image=image, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
+        modality=_text(ds, "Modality").upper(),
         view=_text(ds, "ViewPosition").upper(), photometric=_text(ds, "PhotometricInterpretation").upper(),
         transfer_syntax=str(getattr(ts, "name", ts)), intensity=how,
     )
@@ -347,4 +357,4 @@ def read_dicom(path: str | os.PathLike, voi: bool = True,
 
 __all__ = ["DEFAULT_VIEWS", "DicomImage", "DicomReadError", "LATERAL_VIEWS", "NotDicomError", "PixelDecodeError",
            "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity", "parse_views",
-           "read_dataset", "read_dicom", "sniff", "to_display"]
+           "read_dataset", "read_dicom", "sniff", "to_display", "uids"]

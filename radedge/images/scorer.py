@@ -77,7 +77,9 @@ class ImageResult:
 
 def _from_error(source: str, exc: InputError) -> PreparedImage:
     status = "skipped" if isinstance(exc, SkippedInput) else "error"
-    return PreparedImage(source=source, status=status, reason=str(exc), error_type=type(exc).__name__)
+    study, series, sop = getattr(exc, "uids", ("", "", ""))
+    return PreparedImage(source=source, status=status, study_uid=study, series_uid=series, sop_uid=sop,
+                         reason=str(exc), error_type=type(exc).__name__)
 
 
 def array_to_grey(array: np.ndarray) -> np.ndarray:

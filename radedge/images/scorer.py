@@ -115,7 +115,7 @@ def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any
                              series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
     except InputError as exc:
         return _from_error(label, exc)
-    except (OSError, ValueError, MemoryError) as exc:  # unreadable file, odd array: still per item
+    except Exception as exc:  # unreadable file, odd array, a library's own error: still one item's error
         return PreparedImage(label, status="error", reason=f"{type(exc).__name__}: {exc}",
                              error_type=type(exc).__name__)
 

@@ -196,3 +196,22 @@ def test_whole_corpus_as_manifest_expects(tiny_image_model, tmp_path):
     twin, original = by_path["pacs_export/STUDY01/SERIES02/IM0001.dcm"], by_path["pacs_export/STUDY01/SERIES01/IM0001.dcm"]
     np.testing.assert_allclose([float(twin[f]) for f in FINDINGS], [float(original[f]) for f in FINDINGS], atol=1e-6)
     assert "EXTREMITY" in by_path["wg04/RG3_J2KR.dcm"]["reason"]
+
+
+def test_walk_is_sorted_streaming_and_skips_directory_links(tmp_path):
+    import types
+
+    from radedge.images.walk import walk_files
+
+    root = tmp_path / "tree"
+    for name in ["b/2", "b/10", "a/z", "a/y/x", "c"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (root / "link_to_c").symlink_to(root / "c")
+    walk = walk_files(root)
+    assert isinstance(walk, types.GeneratorType)
+    assert [p.relative_to(root).as_posix() for p in walk] == ["a/y/x", "a/z", "b/10", "b/2", "c", "link_to_c"]
+    assert list(walk_files(root / "c")) == [root / "c"]
+    with pytest.raises(FileNotFoundError):
+        list(walk_files(root / "missing"))

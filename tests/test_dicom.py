@@ -125,6 +125,16 @@ def test_rgb_grey_is_converted_and_colour_skipped(tmp_path):
         read_dicom(write_image(tmp_path / "c.dcm", colour, photometric="RGB", bits_stored=8))
 
 
+def test_ybr_grey_is_converted(tmp_path):
+    from pydicom.pixels import convert_color_space
+
+    grey = ramp(top=255, dtype=np.uint8)
+    ybr = convert_color_space(np.dstack([grey] * 3), "RGB", "YBR_FULL")
+    d = read_dicom(write_image(tmp_path / "y.dcm", ybr, photometric="YBR_FULL", bits_stored=8,
+                               sop_class=pydicom.uid.SecondaryCaptureImageStorage))
+    np.testing.assert_allclose(d.image, grey / 255, atol=2 / 255)  # YBR round trip rounds
+
+
 def test_multi_frame_is_skipped(tmp_path):
     frames = np.stack([ramp()] * 3)
     with pytest.raises(SkippedInput, match=r"multi-frame object \(NumberOfFrames 3\)"):

@@ -3,8 +3,8 @@
 The shipped report student is int8 only. To compare int8 with fp32 (and with the PyTorch model) in
 the same run, the trained student it was exported from is found in runs/ (the folder whose
 student.json matches the manifest's provenance, and whose tokenizer matches the shipped one) and
-re-exported to fp32 ONNX with export.export_report.export_onnx / write_folder into
-runs/bench_models/<name>-fp32/ (cached). Nothing here is shipped; it needs the export extra (torch).
+used in fp32: the `fp32-model/` folder the export keeps beside it when present, else a re-export with
+export.export_report.export_onnx / write_folder into runs/bench_models/<name>-fp32/ (cached). Nothing here is shipped; it needs the export extra (torch).
 """
 from __future__ import annotations
 
@@ -45,8 +45,24 @@ def find_student(model_dir: Path, search: Path = ROOT / "runs") -> Path | None:
     return None
 
 
+def kept_fp32(model_dir: Path, student_dir: Path) -> Path | None:
+    """The fp32 model folder the export kept beside the student (the graph the int8 one was quantized
+    from), when its tokenizer matches the shipped one."""
+    manifest = Manifest.read(model_dir)
+    folder = student_dir.parent / "fp32-model"
+    if not (folder / "manifest.json").is_file():
+        return None
+    kept = Manifest.read(folder)
+    same_tokenizer = kept.files.get(kept.tokenizer or "") == manifest.files.get(manifest.tokenizer or "")
+    return folder if kept.precision == "fp32" and kept.task == manifest.task and same_tokenizer else None
+
+
 def report_fp32_reference(model_dir: Path, student_dir: Path) -> Path:
-    """runs/bench_models/<name>-fp32: the student re-exported to fp32 ONNX (rebuilt when the student changes)."""
+    """The fp32 ONNX reference: the folder the export kept, else runs/bench_models/<name>-fp32 re-exported
+    from the student with export.export_report (rebuilt when the student changes)."""
+    found = kept_fp32(model_dir, student_dir)
+    if found is not None:
+        return found
     from export.export_report import export_onnx, write_folder
     from export.student import load_student
 

@@ -100,7 +100,8 @@ def model_entries(root: Path | None = None, extra: Sequence[Path] = ()) -> list[
     else:
         entries = [registry.ModelEntry(p.name, p, Manifest.read(p)) for p in sorted(Path(root).iterdir())
                    if (p / "manifest.json").is_file()]
-    return entries + [registry.ModelEntry(Path(p).name, Path(p), Manifest.read(p)) for p in extra]
+    extras = [(Path(p), Manifest.read(p)) for p in extra]  # named by their manifests (folder names vary)
+    return entries + [registry.ModelEntry(m.name, p, m) for p, m in extras]
 
 
 def discover(task: str | None = None, include_gpu: bool = True, root: Path | None = None,

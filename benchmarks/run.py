@@ -200,7 +200,7 @@ def latency_section(task: str) -> Callable[[Run], None]:
                 continue
             for row in rows:
                 annotate(row, str(variant.onnx), row.get("sequence"), row["throughput_per_s"], variant.precision,
-                         variant.device, run.results["peaks"])
+                         variant.device, run.results["peaks"], batch=row["batch"])
             run.results["models"].append(record)
             run.results["latency"] += rows
     return section
@@ -247,9 +247,10 @@ def roofline_section(run: Run) -> None:
         # FLOPs per report = per window x windows per report; per image = one forward pass.
         per_item_scale = row.get("windows_per_report", 1.0)
         r = {"model": row["name"], "precision": row["precision"], "engine": row["engine"], "task": row["task"],
-             "what": f"end to end, {row['items']} items" + (f", mean window {sequence} tokens" if sequence else "")}
+             "what": f"end to end, {row['items']} items, batches of {row.get('batch', 1)}"
+                     + (f", mean window {sequence} tokens" if sequence else "")}
         annotate(r, row["onnx"], sequence, row["throughput_per_s"] * per_item_scale, row["precision"],
-                 row.get("device", "cpu"), peaks)
+                 row.get("device", "cpu"), peaks, batch=row.get("batch", 1))
         r["flops_per_item"] = int(r["flops_per_item"] * per_item_scale)
         r["throughput_per_s"] = row["throughput_per_s"]
         run.results["roofline"].append(r)

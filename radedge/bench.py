@@ -412,7 +412,44 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
     return "\n".join(lines)
 
 
-CASE_COLUMNS = (("model", "model"), ("backend", "backend"), ("device", "device"), ("precision", "prec"),
+CASE_COLUMNS = (("model", "model"), ("kind", "kind"), ("backend", "backend"), ("device", "device"), ("precision", "prec"),
                 ("batch", "batch"), ("sequence", "seq"), ("image_size", "size"), ("p50_ms", "p50 ms"),
                 ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("throughput_per_s", "items/s"),
                 ("peak_rss_mb", "peak RSS MiB"))
+
+
+def bench_pipeline(name_or_path: str, task: str, inputs: str | os.PathLike, *, backend: str = "onnxruntime",
+                   device: str = "cpu", threads: int | None = None, limit: int = 1000, warmup: int = 1,
+                   iters: int = 3, max_seconds: float | None = 60.0) -> tuple[dict[str, Any], Case]:
+    """End to end on the user's own inputs: reports (any `radedge label-reports` input) through
+    ReportLabeler, or a folder of DICOM / PNG / JPEG files through ImageScorer; `limit` items at most.
+
+    `name_or_path` may be "rules" for reports. Returns (load record, one end-to-end case: a call
+    labels or scores all the items).
+    """
+    import itertools
+
+    with PeakRss() as rss:
+        if task == "report-labels":
+            from .io.readers import read_reports
+            from .reports.labeler import ReportLabeler
+
+            items: list[Any] = [r for _, r in itertools.islice(read_reports(inputs), limit)]
+            pipeline, load_s = timed(lambda: ReportLabeler.load(name_or_path, backend=backend, device=device,
+                                                                threads=threads))
+        else:
+            from .images.scorer import ImageScorer
+            from .images.walk import walk_files
+
+            items = [str(p) for p in itertools.islice(walk_files(inputs), limit)]
+            pipeline, load_s = timed(lambda: ImageScorer.load(name_or_path, backend=backend, device=device,
+                                                              threads=threads))
+        if not items:
+            raise ValueError(f"{inputs}: no inputs found")
+        latency = measure(lambda: pipeline(items), items_per_call=len(items), warmup=warmup, iters=iters,
+                          max_seconds=max_seconds, min_iters=1)
+    label = getattr(pipeline, "name", None) or Path(str(name_or_path)).name
+    engine = "python" if str(name_or_path) == "rules" else backend
+    case = Case(task=task, model=label, backend=engine, device=device, precision="-", batch=len(items),
+                kind="end-to-end", latency=latency, memory=rss.to_dict(), extra={"inputs": str(inputs)})
+    return {"model": label, "task": task, "load_s": round(load_s, 4), "backend": backend, "device": device}, case

@@ -205,3 +205,23 @@ def test_gpu_variants_are_added_when_a_gpu_is_present(tiny_models_dir: Path, mon
     engines = {v.engine for v in found}
     assert {"ort-cpu", "ort-cuda", "ort-trt"} <= engines
     assert variants.discover("report-labels", include_gpu=False, root=tiny_models_dir)[0].engine == "ort-cpu"
+
+
+def test_radedge_bench_end_to_end_on_own_inputs(tiny_report_model: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from radedge.cli import main
+
+    reports = tmp_path / "reports.csv"
+    reports.write_text("No acute cardiopulmonary abnormality.\nSmall left pleural effusion.\n\n", encoding="utf-8")
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(main, ["bench", "--model", "rules", "--model", str(tiny_report_model), "--inputs",
+                                  str(reports), "--batch-sizes", "1", "--seq-lens", "8", "--iters", "2",
+                                  "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    cases = json.loads(out.read_text())["cases"]
+    e2e = [c for c in cases if c["kind"] == "end-to-end"]
+    assert [c["model"] for c in e2e] == ["rules", "tiny-report"] and all(c["batch"] == 3 for c in e2e)
+    assert [c["kind"] for c in cases].count("model") == 1  # the rule labeler has no graph
+    r = CliRunner().invoke(main, ["bench", "--model", "rules"])
+    assert r.exit_code == 2 and "--inputs" in r.output

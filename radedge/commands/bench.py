@@ -39,6 +39,9 @@ def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]
         if name == "default":
             pairs += [(DEFAULTS[t], t) for t in ([TASKS[task]] if task else TASKS.values())]
             continue
+        if name == "rules":
+            pairs.append(("rules", "report-labels"))
+            continue
         path = resolve(name, TASKS[task] if task else "report-labels")
         pairs.append((str(path), Manifest.read(path).task))
     return pairs
@@ -58,24 +61,39 @@ def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]
 @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True, help="Untimed calls per case.")
 @click.option("--max-seconds", type=float, default=10.0, show_default=True,
               help="Stop a case's timed calls after this long (at least 3 calls).")
+@click.option("--inputs", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Also time the whole pipeline on your own inputs: a reports file (any label-reports input) "
+                   "or a folder of DICOM / PNG / JPEG images.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True,
+              help="At most this many inputs for --inputs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON here.")
 @guarded
 def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq_lens: list[int], backend: str,
-          device: str, threads: int | None, iters: int, warmup: int, max_seconds: float,
-          json_out: Path | None) -> None:
-    """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS, load and import time."""
+          device: str, threads: int | None, iters: int, warmup: int, max_seconds: float, inputs: Path | None,
+          limit: int, json_out: Path | None) -> None:
+    """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS, load and import time.
+
+    `--model rules` (reports) has no graph to time: it needs --inputs."""
     machine = core.machine_info()
     click.echo(f"machine: {core.describe_machine(machine)}", err=True)
     records, cases = [], []
     for name, model_task in _targets(models, task):
-        record, model_cases = core.bench_model(name, model_task, backend=backend, device=device, threads=threads,
-                                               batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup,
-                                               iters=iters, max_seconds=max_seconds)
-        records.append(record)
-        cases += model_cases
-        click.echo(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
-                   f"{record['backend']} on {record['device']})", err=True)
+        if name != "rules":
+            record, model_cases = core.bench_model(name, model_task, backend=backend, device=device,
+                                                   threads=threads, batch_sizes=batch_sizes, seq_lens=seq_lens,
+                                                   warmup=warmup, iters=iters, max_seconds=max_seconds)
+            records.append(record)
+            cases += model_cases
+            click.echo(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
+                       f"{record['backend']} on {record['device']})", err=True)
+        if inputs is not None:
+            record, case = core.bench_pipeline(name, model_task, inputs, backend=backend, device=device,
+                                               threads=threads, limit=limit, max_seconds=max_seconds * 6)
+            records.append(record)
+            cases.append(case)
+        elif name == "rules":
+            raise click.UsageError("--model rules has no graph to time: give --inputs REPORTS")
     rows = [c.to_dict() for c in cases]
     click.echo(core.format_table(rows, core.CASE_COLUMNS))
     imports = core.import_time_s("radedge", repeats=3)

@@ -42,6 +42,8 @@ def throughput_plot(results: dict[str, Any], path: Path) -> Path | None:
             pts = sorted((r["batch"], r["throughput_per_s"]) for r in rows if r["label"] == label)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.set_xscale("log", base=2)
+        batches = sorted({r["batch"] for r in rows})
+        ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("items / s (graph only)")

@@ -152,7 +152,14 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         f"Generated from `{_rel(results_path, readme_dir)}` by `python -m benchmarks.readme`; do not edit by hand. "
         f"Reproduce on your machine with `{' '.join(results.get('command', ['python', '-m', 'benchmarks']))}` "
         f"(this run: {results.get('wall_s', 0) / 60:.1f} min wall time, {results.get('created')}, commit "
-        f"`{results.get('git_commit')}`). For the installed models alone, without the checkout: `radedge bench`.",
+        f"`{results.get('git_commit')}`).",
+        "",
+        "```bash",
+        "python -m benchmarks --out benchmarks/results          # everything below, one command (--quick: smoke run)",
+        "python -m benchmarks.readme benchmarks/results/results.json   # regenerate this block",
+        "radedge bench --task reports --batch-sizes 1,8,32 --inputs reports.csv   # installed models, no checkout",
+        "radedge bench --device cuda --backend tensorrt        # the same on a GPU",
+        "```",
         "",
         f"Machine: {describe_machine(machine)}; onnxruntime {machine.get('onnxruntime')}, Python {machine.get('python')}."
         + (f" GPU rows were measured on: {', '.join(gpu)}." if gpu else " No GPU in this run: there are no GPU rows.")

@@ -11,7 +11,8 @@ through `radedge.reports.windows` only, so the student is served exactly as it w
 Loss: the cross-entropy between the student's class distribution and the soft target of each finding
 (the teachers' probabilities when the corpus has them, else one-hot), times the target's confidence,
 times a class weight that lifts rare classes of each finding (sqrt of majority / class frequency,
-clipped to [1, 10]). Reports in the hold-out (`export.splits`) are never trained on.
+clipped to [1, 3]: enough to keep rare classes in view without
+buying their recall with the precision the teacher had). Reports in the hold-out (`export.splits`) are never trained on.
 """
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def read_corpus(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def dedupe(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first record of each distinct text: a sentence repeated in hundreds of reports
+    ("No pneumothorax.") is one example, not hundreds."""
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        if rec["text"] not in seen:
+            seen.add(rec["text"])
+            out.append(rec)
+    return out
+
+
 def targets(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Soft targets `[n, 14, 4]` and confidences `[n, 14]` of corpus records."""
     q = np.zeros((len(records), N_FINDINGS, N_CLASSES), dtype=np.float32)
@@ -62,7 +75,7 @@ def targets(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return q, conf
 
 
-def class_weights(q: np.ndarray, cap: float = 10.0) -> np.ndarray:
+def class_weights(q: np.ndarray, cap: float = 3.0) -> np.ndarray:
     """`[14, 4]` weights: sqrt(frequency of the finding's commonest class / this class's), in [1, cap]."""
     freq = q.sum(axis=0) + 1.0
     return np.clip(np.sqrt(freq.max(axis=1, keepdims=True) / freq), 1.0, cap).astype(np.float32)
@@ -199,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     records = read_corpus(args.corpus)
-    train_recs = [r for r in records if args.include_holdout or not is_holdout(str(r["id"]))]
+    train_recs = [r for r in records if args.include_holdout or not is_holdout(str(r.get("source_id", r["id"])))]
+    train_recs = dedupe(train_recs)
     if args.limit:
         train_recs = train_recs[:args.limit]
     log.info("%d labelled reports in %s, %d for training", len(records), args.corpus, len(train_recs))

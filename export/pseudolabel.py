@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -125,14 +126,45 @@ def label_chunk(teachers: Sequence[Any], chunk: Sequence[tuple[Any, Any]]) -> li
     return out  # type: ignore[return-value]
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def sentence_chunk(teachers: Sequence[Any], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Extra records: each sentence of each labelled report (of two sentences or more), labelled by
+    the teachers on its own, with `source_id` naming its report (the hold-out follows the report).
+
+    Why: a report-level target says which findings the report mentions, not where; a sentence's target
+    ties each mention and its negation or hedge to a few words, which a small student learns faster."""
+    pieces: list[tuple[Any, int, str]] = []
+    for rec in records:
+        if rec.get("error") or not rec.get("text"):
+            continue
+        sentences = [t.strip() for t in _SENTENCE_END.split(findings_text(rec["text"])) if t.strip()]
+        if len(sentences) > 1:
+            pieces += [(rec["id"], k, t) for k, t in enumerate(sentences)]
+    if not pieces:
+        return []
+    answers = {t.name: t.label([text for _, _, text in pieces]) for t in teachers}
+    return [{"id": f"{rid}#{k}", "source_id": rid, "segment": k, "text": text,
+             **combine({name: ans[n] for name, ans in answers.items()})}
+            for n, (rid, k, text) in enumerate(pieces)]
+
+
 def pseudolabel(reports: Iterable[tuple[Any, Any]], teachers: Sequence[Any], writer: RecordWriter,
-                chunk_size: int = CHUNK) -> dict[str, int]:
-    """Label a stream of (id, report) pairs into `writer`, skipping ids it already holds (resume)."""
+                chunk_size: int = CHUNK, sentences: bool = False) -> dict[str, int]:
+    """Label a stream of (id, report) pairs into `writer`, skipping ids it already holds (resume).
+    With `sentences`, each report's sentences follow it as records of their own (`sentence_chunk`)."""
     done = {str(r.get("id")) for r in writer.existing}
-    stats = {"labelled": 0, "failed": 0, "resumed": len(done)}
+    stats = {"labelled": 0, "failed": 0, "resumed": len(done), "sentences": 0}
     it: Iterator[tuple[Any, Any]] = (pair for pair in reports if str(pair[0]) not in done)
     while chunk := list(itertools.islice(it, chunk_size)):
-        for rec in label_chunk(teachers, chunk):
+        recs = label_chunk(teachers, chunk)
+        extra = sentence_chunk(teachers, recs) if sentences else []
+        for rec in extra:
+            if rec["id"] not in done:  # a resumed run may have written some of them already
+                writer.write(rec)
+                stats["sentences"] += 1
+        for rec in recs:
             writer.write(rec)
             stats["failed" if rec.get("error") else "labelled"] += 1
         log.debug("%d labelled, %d failed", stats["labelled"], stats["failed"])
@@ -149,6 +181,7 @@ def provenance(args: argparse.Namespace, teachers: Sequence[Any], argv: Sequence
         else None,
         "text": "radedge.reports.sections.findings_text (what the student reads)",
         "data": data,
+        "sentences": bool(args.sentences),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m export.pseudolabel " + " ".join(argv),
     }
@@ -174,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--id-column")
     p.add_argument("--text-field")
     p.add_argument("--id-field")
+    p.add_argument("--sentences", action="store_true",
+                   help="also label each sentence of each report as a record of its own (training augmentation)")
     p.add_argument("--overwrite", action="store_true", help="start the corpus afresh instead of resuming")
     args = p.parse_args(argv)
     reports = read_reports(args.input, args.format,
@@ -183,12 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with RecordWriter(args.out, resume=not args.overwrite) as writer:
             prov = provenance(args, teachers, argv)
             Path(str(args.out) + ".provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
-            stats = pseudolabel(reports, teachers, writer)
+            stats = pseudolabel(reports, teachers, writer, sentences=args.sentences)
     finally:
         for t in teachers:
             t.close()
     print(f"pseudolabel: {stats['labelled']} labelled, {stats['failed']} failed, "
-          f"{stats['resumed']} already in {args.out}")
+          f"{stats['resumed']} already in {args.out}" + (f", {stats['sentences']} sentence records" if args.sentences
+                                                         else ""))
     return 0
 
 

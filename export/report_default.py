@@ -59,12 +59,12 @@ class Candidate:
 def candidates(compare: bool) -> list[Candidate]:
     found = [Candidate("minilm-l3", "all-MiniLM-L6-v2, first 3 of 6 layers kept (pretrained), hidden 384, "
                        "BERT WordPiece vocabulary",
-                       ["--base", str(minilm_dir()), "--layers", "3", "--epochs", "4", "--lr", "2e-4",
+                       ["--base", str(minilm_dir()), "--layers", "3", "--epochs", "5", "--lr", "3e-4",
                         "--batch-size", "32"])]
     if compare:
         found.append(Candidate("deberta-v2-l3", "DeBERTa-v2, 3 layers, hidden 384, 6 heads, random init, "
                                "WordPiece tokenizer of 4,000 tokens trained on the training reports",
-                               ["--base", str(DEBERTA_CONFIG), "--train-tokenizer", "4000", "--epochs", "8",
+                               ["--base", str(DEBERTA_CONFIG), "--train-tokenizer", "4000", "--epochs", "6",
                                 "--lr", "5e-4", "--batch-size", "32"]))
     return found
 
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
     p.add_argument("--out", type=Path, default=SHIPPED)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=30.0, help="training time limit per candidate")
+    p.add_argument("--max-minutes", type=float, default=20.0, help="training time limit per candidate")
     p.add_argument("--work", type=Path, default=WORK, help="work folder (corpus, students, logs)")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--gate", type=float, default=0.99, help="int8-vs-fp32 label agreement required")
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
 
     corpus = args.work / "corpus-rules.jsonl"
-    pseudolabel.main([str(args.reports), "-o", str(corpus), "--teacher", "rules", "--overwrite"])
+    pseudolabel.main([str(args.reports), "-o", str(corpus), "--teacher", "rules", "--sentences", "--overwrite"])
     ids, texts = read_openi(args.reports)
     from .splits import is_holdout
 

@@ -63,6 +63,13 @@ def dedupe(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def training_records(records: Sequence[dict[str, Any]], include_holdout: bool = False) -> list[dict[str, Any]]:
+    """Records to train on: outside the hold-out (a sentence record follows its report, `source_id`),
+    distinct texts only."""
+    keep = [r for r in records if include_holdout or not is_holdout(str(r.get("source_id", r["id"])))]
+    return dedupe(keep)
+
+
 def targets(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Soft targets `[n, 14, 4]` and confidences `[n, 14]` of corpus records."""
     q = np.zeros((len(records), N_FINDINGS, N_CLASSES), dtype=np.float32)
@@ -212,8 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     records = read_corpus(args.corpus)
-    train_recs = [r for r in records if args.include_holdout or not is_holdout(str(r.get("source_id", r["id"])))]
-    train_recs = dedupe(train_recs)
+    train_recs = training_records(records, args.include_holdout)
     if args.limit:
         train_recs = train_recs[:args.limit]
     log.info("%d labelled reports in %s, %d for training", len(records), args.corpus, len(train_recs))

@@ -98,3 +98,33 @@ def test_both_teachers_and_a_stopped_run_resumes_from_the_cache(server, tmp_path
     assert pseudolabel.main([*args[:1], "-o", str(out2), *args[3:], "--cache",
                              str(tmp_path / "corpus.jsonl.llm-cache.jsonl")]) == 0
     assert len(server.requests) == asked
+
+
+def test_sentence_records_follow_their_report(tmp_path):
+    src, out = tmp_path / "reports.jsonl", tmp_path / "corpus.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "A", "text": "FINDINGS: Small left pleural effusion. No pneumothorax."}) + "\n")
+        f.write(json.dumps({"id": "B", "text": "FINDINGS: Clear lungs."}) + "\n")
+    assert pseudolabel.main([str(src), "-o", str(out), "--sentences"]) == 0
+    recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(recs) == {"A", "A#0", "A#1", "B"}  # one-sentence reports add nothing
+    assert recs["A#0"]["source_id"] == "A" and recs["A#0"]["text"] == "Small left pleural effusion."
+    assert recs["A#0"]["classes"][EFF] == POSITIVE and recs["A#0"]["classes"][PTX] == BLANK
+    assert recs["A#1"]["classes"][PTX] == NEGATIVE and recs["A#1"]["classes"][EFF] == BLANK
+    # A rerun resumes: nothing is written twice.
+    assert pseudolabel.main([str(src), "-o", str(out), "--sentences"]) == 0
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_distill_holds_out_sentences_with_their_report():
+    pytest.importorskip("torch")
+    from export.distill import training_records
+    from export.splits import is_holdout
+
+    held = next(f"CXR{i}" for i in range(1, 200) if is_holdout(f"CXR{i}"))
+    kept = next(f"CXR{i}" for i in range(1, 200) if not is_holdout(f"CXR{i}"))
+    sentence_id = next(f"{held}#{k}" for k in range(200) if not is_holdout(f"{held}#{k}"))
+    recs = [{"id": held, "text": "a. b."}, {"id": sentence_id, "source_id": held, "text": "a."},
+            {"id": kept, "text": "c. d."}, {"id": f"{kept}#0", "source_id": kept, "text": "c."},
+            {"id": "other", "text": "c."}]
+    assert [r["id"] for r in training_records(recs)] == [kept, f"{kept}#0"]  # hold-out out, duplicate text out

@@ -52,8 +52,9 @@ def token_stats(labeler: Any, texts: Sequence[str]) -> dict[str, float]:
             "max_window_tokens": int(lengths.max())}
 
 
-def role_of(name: str, task: str) -> str:
-    return "default" if name == registry.DEFAULTS[task] else "alternative"
+def role_of(variant: Variant) -> str:
+    """"default" for the shipped graph of the task's default model, else "alternative"."""
+    return "default" if variant.shipped and variant.model == registry.DEFAULTS[variant.task] else "alternative"
 
 
 def report_labelers(variants: Sequence[Variant], texts: Sequence[str], *, repeats: int, threads: int | None,
@@ -75,7 +76,7 @@ def report_labelers(variants: Sequence[Variant], texts: Sequence[str], *, repeat
         row = {
             "task": REPORT_TASK, "name": variant.model if variant else "rules",
             "label": variant.label if variant else "rules (Python, 1 thread)",
-            "role": role_of(variant.model, REPORT_TASK) if variant else "peer",
+            "role": role_of(variant) if variant else "peer",
             "engine": variant.engine if variant else "python", "precision": variant.precision if variant else "-",
             "shipped": bool(variant.shipped) if variant else True,
             "what": "ReportLabeler(texts): sections, tokenization, windows, batches of 32, model, labels",
@@ -108,7 +109,7 @@ def image_scorers(variants: Sequence[Variant], paths: Sequence[Path], *, repeats
                               iters=repeats, max_seconds=30, min_iters=1)
         rows.append({
             "task": IMAGE_TASK, "name": variant.model, "label": variant.label,
-            "role": role_of(variant.model, IMAGE_TASK), "engine": variant.engine, "precision": variant.precision,
+            "role": role_of(variant), "engine": variant.engine, "precision": variant.precision,
             "shipped": variant.shipped, "device": variant.device,
             "what": f"ImageScorer(paths): PNG decode, preprocess, batches of {scorer.batch_size}, model, thresholds",
             "items": len(paths), "batch": scorer.batch_size, "seconds": round(latency.median_s, 4),

@@ -41,7 +41,8 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.precision} {self.engine}"
+        kept = "" if self.shipped or self.onnx.name == "model.onnx" else f" ({self.onnx.name})"
+        return f"{self.model} {self.precision} {self.engine}{kept}"
 
     def open(self, threads: int | None = None) -> tuple[Any, float]:
         """(backend, load seconds); the shipped graph loads through the registry (sha256 check included).

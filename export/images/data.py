@@ -32,7 +32,8 @@ from radedge.labels import (CHESTXRAY14_TO_CHEXPERT, COVID_FINDING_TO_CHEXPERT, 
                             NEGATIVE, UNCERTAIN, BLANK)
 
 # shared/data/images beside the checkout, or under $RADEDGE_SHARED (as tests/conftest.py finds it).
-DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "images"
+DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) \
+    / "data" / "images"
 SPLIT_SALT = "radedge-image-split-v1:"
 VAL_PERCENT = 20
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
@@ -239,6 +240,6 @@ def with_rates(samples: Sequence[Sample], rates: np.ndarray) -> list[Sample]:
     return [replace(s, rates=np.asarray(r, np.float32)) for s, r in zip(samples, rates)]
 
 
-__all__ = ["Augment", "DEFAULT_FOLDERS", "DEFAULT_IMAGES", "SOURCES", "Sample", "covid_labels", "covid_samples", "is_validation",
-           "load_pixels", "load_sources", "nih_labels", "nih_samples", "pediatric_samples", "read_image",
+__all__ = ["Augment", "DEFAULT_FOLDERS", "DEFAULT_IMAGES", "SOURCES", "Sample", "covid_labels", "covid_samples",
+           "is_validation", "load_pixels", "load_sources", "nih_labels", "nih_samples", "pediatric_samples", "read_image",
            "split_by_patient", "stack_labels", "table_samples", "with_rates"]

@@ -36,6 +36,8 @@ from .rates import SOURCE_PRIORS, assign_rates
 from .train import DEFAULT_IMAGES, TrainConfig, cache_features, preprocess_spec, prepare_data, train
 
 log = logging.getLogger("export.images.default")
+# Threshold of a finding no source labels: probabilities never reach it, so it is never reported positive.
+UNTRAINED_THRESHOLD = 1.0
 REPO = Path(__file__).resolve().parents[2]
 # 12 epochs run to the end on this machine even under load (about 0.5-1 min each); max_minutes is only
 # a safety stop, so that GLS and BCE get the same number of epochs and the run stays reproducible.
@@ -74,6 +76,12 @@ def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sam
     return "fp32", "none", fp32_metrics, tried
 
 
+def untrained_findings(samples: Sequence[Sample]) -> list[str]:
+    """Findings that no training image labels: their outputs carry no learned signal."""
+    _, mask, _ = stack_labels(samples)
+    return [name for name, n in zip(FINDINGS, mask.sum(axis=0)) if n == 0]
+
+
 def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_IMAGES,
           command: Sequence[str] = ("python", "-m", "export.images.default"), name: str = "image-vit",
           baseline: bool = True, calib_images: int = 64) -> dict[str, Any]:
@@ -96,6 +104,8 @@ def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_I
         export_onnx(bce.model, runs / "bce.onnx")
     targets, mask, _ = stack_labels(val)
     thresholds = choose_thresholds(result.val_probs, targets, mask)
+    untrained = untrained_findings(result.train)
+    thresholds.update({name: UNTRAINED_THRESHOLD for name in untrained})
 
     val_px = pixels_of(val, pre)
     fp32 = out / FP32_NAME
@@ -110,7 +120,7 @@ def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_I
         "shipped": shipped_metrics, "fp32": fp32_metrics,
         "int8_vs_fp32_auc_shift": auc_shift(shipped_metrics, fp32_metrics), "quantization": mode,
         "quantization_tried_max_shift": tried, "onnx_parity_max_abs": parity_diff,
-        "gls_vs_bce_pytorch": summary,
+        "gls_vs_bce_pytorch": summary, "untrained_findings": untrained,
     }
     n_by_source = {src: {"train": sum(s.source == src for s in result.train),
                          "validation": sum(s.source == src for s in val)} for src in sorted({s.source for s in val})}
@@ -164,8 +174,9 @@ Public images in `shared/data/images` ({counts}), split by patient:
 - Paediatric pneumonia (Kermany et al. 2018, CC BY 4.0), children aged 1-5, AP, squashed to 224x224.
 - COVID-19 image data collection cases with clinical notes (Cohen et al. 2020, mostly CC BY-NC-SA:
   **this model is a derivative of NC-SA data; non-commercial use only, share alike**).
-Findings a source does not label are masked out of the loss. Enlarged Cardiomediastinum, Fracture and
-Support Devices are labelled by no source (their outputs are untrained and their thresholds are 0.5).
+Findings a source does not label are masked out of the loss. {", ".join(metrics["untrained_findings"]) or "None"}:
+labelled by no training source, so their outputs are untrained noise; their threshold is
+{UNTRAINED_THRESHOLD} (never reported positive). Do not read their probabilities.
 Loss: Rep-GLS (rates from the covid-cases notes via the rule report labeler, source priors elsewhere;
 see export/images/rates.py). Training: {cfg.epochs} epochs max, {cfg.views} augmented views per image
 (rotation, scale, shift, brightness, contrast, gamma; no flips), seed {cfg.seed}.
@@ -186,7 +197,8 @@ at 0.5, {metrics['shipped'].get('pediatric', {}).get('pneumonia_accuracy@thresho
 so part of what separates them may be the source itself.
 
 ## Thresholds
-Per finding, Youden's J on the validation split (0.5 where a class has fewer than 5 images).
+Per finding, Youden's J on the validation split (0.5 where a class has fewer than 5 images;
+{UNTRAINED_THRESHOLD} for the untrained findings above).
 
 ## Reproduce
 `{prov['command']}` at commit `{prov['git_commit']}`; took {prov['minutes']} min on a 2-core CPU.

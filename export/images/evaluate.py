@@ -65,6 +65,10 @@ def evaluate(model_dir: Path = DEFAULT_MODEL, images_root: Path | None = None,
     return report
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def table(report: dict[str, Any]) -> str:
     """Per source and finding, one AUC column per model (Markdown)."""
     models = report["models"]
@@ -75,13 +79,13 @@ def table(report: dict[str, Any]) -> str:
         for f in FINDINGS:
             if row["auc"][f] is None:
                 continue
-            lines.append(f"| {src} | {f} | " + " | ".join(f"{m[src]['auc'][f]:.4f}" for m in models.values()) + " |")
+            lines.append(f"| {src} | {f} | " + " | ".join(_fmt(m[src]["auc"][f]) for m in models.values()) + " |")
         lines.append(f"| {src} | **mean AUC** (n={row['n']}) | "
-                     + " | ".join(f"{m[src]['mean_auc']:.4f}" for m in models.values()) + " |")
-    for key in ("pneumonia_accuracy@0.5", "pneumonia_accuracy@threshold"):
-        if key in first.get("pediatric", {}):
-            lines.append(f"| pediatric | {key} | " + " | ".join(f"{m['pediatric'][key]:.4f}" for m in models.values())
-                         + " |")
+                     + " | ".join(_fmt(m[src]["mean_auc"]) for m in models.values()) + " |")
+    for src, row in first.items():
+        for key in ("pneumonia_accuracy@0.5", "pneumonia_accuracy@threshold"):
+            if key in row:
+                lines.append(f"| {src} | {key} | " + " | ".join(_fmt(m[src][key]) for m in models.values()) + " |")
     return "\n".join(lines)
 
 

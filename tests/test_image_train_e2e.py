@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-pytestmark = [pytest.mark.export, pytest.mark.slow]
+pytestmark = pytest.mark.export
 
 
 def _make_table(folder: Path, n: int = 48) -> list[Path]:

@@ -247,7 +247,7 @@ or any decision about a patient.
   was built; `export.pseudolabel --teacher llm|both` takes one (see README, "Training the report model").
 - Data: the {s['train_reports']} Open-i dev reports (Indiana University collection, CC BY-NC-ND 4.0 as
   described in shared/data/openi/README.md) outside the `export.splits` hold-out, labelled by the teacher.
-- Student: {chosen.describe}; mean pooling, one linear layer to 14 x 4 logits;
+- Student: {chosen.describe}; per-finding attention pooling (one learned query per finding), a linear layer per finding to 4 logits;
   windows of {s['max_length']} tokens, stride {s['stride']} (radedge.reports.windows, the runtime's own code).
 - Training: soft-target cross-entropy with class weights for rare classes, {s['epochs']} epochs,
   batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}, {s['threads']} torch thread(s);

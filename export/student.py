@@ -1,4 +1,4 @@
-"""The report student: a Hugging Face encoder, masked mean pooling, and 14 four-way heads.
+"""The report student: a Hugging Face encoder, per-finding attention pooling, and 14 four-way heads.
 
 Saved as a folder (`encoder/` via save_pretrained, `heads.pt`, `tokenizer.json`, `student.json`) so that
 export and evaluation rebuild exactly the trained module. The forward takes `input_ids` and
@@ -19,25 +19,39 @@ STUDENT_JSON = "student.json"
 TOKENIZER_JSON = "tokenizer.json"
 
 
-class ReportStudent(nn.Module):
-    """encoder -> mean of the unmasked token states -> dropout -> linear to 14 x 4 logits.
+class FindingHeads(nn.Module):
+    """One learned query per finding attends over the token states; each finding's own pooled vector
+    goes through its own linear layer to 4 logits.
 
-    Mean pooling rather than [CLS]: sentence-transformers encoders (MiniLM here) were trained with it,
-    and a mention anywhere in the window reaches the heads through the same path.
+    Why not one mean-pooled vector: in a report of ten "no X" sentences, the one sentence that says
+    "moderate left pneumothorax" is a tenth of the mean; a per-finding attention reads it at full weight.
     """
+
+    def __init__(self, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(N_FINDINGS, hidden) * hidden ** -0.5)
+        self.dropout = nn.Dropout(dropout)
+        self.weight = nn.Parameter(torch.randn(N_FINDINGS, hidden, N_CLASSES) * hidden ** -0.5)
+        self.bias = nn.Parameter(torch.zeros(N_FINDINGS, N_CLASSES))
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        scores = torch.einsum("bth,fh->bft", states, self.queries)  # [batch, 14, tokens]
+        scores = scores.masked_fill(attention_mask[:, None, :] == 0, -1e4)
+        pooled = torch.einsum("bft,bth->bfh", torch.softmax(scores, dim=-1), states)  # [batch, 14, hidden]
+        return torch.einsum("bfh,fhc->bfc", self.dropout(pooled), self.weight) + self.bias
+
+
+class ReportStudent(nn.Module):
+    """encoder -> per-finding attention pooling (FindingHeads) -> logits [batch, 14, 4]."""
 
     def __init__(self, encoder: nn.Module, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
-        hidden = encoder.config.hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.heads = nn.Linear(hidden, N_FINDINGS * N_CLASSES)
+        self.heads = FindingHeads(encoder.config.hidden_size, dropout)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.heads(self.dropout(pooled)).view(-1, N_FINDINGS, N_CLASSES)
+        return self.heads(states, attention_mask)
 
 
 def load_encoder(base: str | Path, layers: int | None = None, vocab_size: int | None = None,

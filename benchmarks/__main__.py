@@ -3,4 +3,5 @@ import sys
 
 from .run import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned worker re-imports this module as __mp_main__
+    sys.exit(main())

@@ -57,68 +57,61 @@ def role_of(variant: Variant) -> str:
     return "default" if variant.shipped and variant.model == registry.DEFAULTS[variant.task] else "alternative"
 
 
-def report_labelers(variants: Sequence[Variant], texts: Sequence[str], *, repeats: int, threads: int | None,
-                    include_rules: bool = True) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """(rows, {label: classes [n, 14]}) for each labeler over `texts`, whole corpus per timed call."""
-    rows: list[dict[str, Any]] = []
-    predictions: dict[str, np.ndarray] = {}
-    entries: list[Variant | None] = ([None] if include_rules else []) + list(variants)
-    for variant in entries:
-        with PeakRss() as rss:
-            labeler, load_s = timed(lambda: _labeler_for(variant, threads))
-            results: list = []
+def label_with(variant: Variant | None, texts: Sequence[str], repeats: int,
+               threads: int | None) -> tuple[dict[str, Any], np.ndarray]:
+    """(row, classes [n, 14]) of one labeler (None: the rule labeler) over `texts`, the whole corpus per
+    timed call. Meant to run in a fresh process (benchmarks.isolation) so its RSS is its own."""
+    import onnxruntime  # noqa: F401  (imported before the load is timed: an import is not a model load)
 
-            def run() -> None:
-                results[:] = labeler(texts)
+    with PeakRss() as rss:
+        labeler, load_s = timed(lambda: _labeler_for(variant, threads))
+        results: list = []
 
-            latency = measure(run, items_per_call=len(texts), warmup=0, iters=repeats, max_seconds=30, min_iters=1)
-        predictions[variant.label if variant else "rules"] = np.stack([r.classes for r in results])
-        row = {
-            "task": REPORT_TASK, "name": variant.model if variant else "rules",
-            "label": variant.label if variant else "rules (Python, 1 thread)",
-            "role": role_of(variant) if variant else "peer",
-            "engine": variant.engine if variant else "python", "precision": variant.precision if variant else "-",
-            "shipped": bool(variant.shipped) if variant else True,
-            "what": "ReportLabeler(texts): sections, tokenization, windows, batches of 32, model, labels",
-            "items": len(texts), "batch": labeler.batch_size, "seconds": round(latency.median_s, 4),
-            "calls": len(latency.samples_s),
-            "throughput_per_s": round(latency.throughput, 2), "load_s": round(load_s, 4),
-            "peak_rss_mb": round(rss.peak_mb, 1), "source": "benchmarks/end_to_end.py:report_labelers",
-        }
-        if variant is not None:
-            row.update(token_stats(labeler, texts), onnx=rel(variant.onnx), device=variant.device)
-        rows.append(row)
-        del labeler
-    return rows, predictions
+        def run() -> None:
+            results[:] = labeler(texts)
+
+        latency = measure(run, items_per_call=len(texts), warmup=0, iters=repeats, max_seconds=30, min_iters=1)
+    row = {
+        "task": REPORT_TASK, "name": variant.model if variant else "rules",
+        "label": variant.label if variant else "rules (Python, 1 thread)",
+        "role": role_of(variant) if variant else "peer",
+        "engine": variant.engine if variant else "python", "precision": variant.precision if variant else "-",
+        "shipped": bool(variant.shipped) if variant else True,
+        "what": "ReportLabeler(texts): sections, tokenization, windows, batches of 32, model, labels",
+        "items": len(texts), "batch": labeler.batch_size, "seconds": round(latency.median_s, 4),
+        "calls": len(latency.samples_s), "throughput_per_s": round(latency.throughput, 2),
+        "load_s": round(load_s, 4), "peak_rss_mb": round(rss.peak_mb, 1),
+        "source": "benchmarks/end_to_end.py:label_with",
+    }
+    if variant is not None:
+        row.update(token_stats(labeler, texts), onnx=rel(variant.onnx), device=variant.device)
+    return row, np.stack([r.classes for r in results])
 
 
-def image_scorers(variants: Sequence[Variant], paths: Sequence[Path], *, repeats: int,
-                  threads: int | None) -> list[dict[str, Any]]:
-    """Each image model on the same image files: read, preprocess, batch, infer, threshold."""
+def score_with(variant: Variant, paths: Sequence[Path], repeats: int, threads: int | None) -> dict[str, Any]:
+    """One image model on image files (read, preprocess, batch, infer, threshold); run in a fresh process."""
+    import onnxruntime  # noqa: F401  (imported before the load is timed)
+
     from radedge.images.scorer import ImageScorer
 
-    rows = []
-    for variant in variants:
-        with PeakRss() as rss:
-            if _through_registry(variant):
-                scorer, load_s = timed(lambda: ImageScorer.load(variant.folder, backend=variant.backend,
-                                                                device=variant.device, threads=threads))
-            else:
-                scorer, load_s = timed(lambda: ImageScorer(_loaded_model(variant, threads)))
-            latency = measure(lambda: scorer(list(map(str, paths))), items_per_call=len(paths), warmup=0,
-                              iters=repeats, max_seconds=30, min_iters=1)
-        rows.append({
-            "task": IMAGE_TASK, "name": variant.model, "label": variant.label,
-            "role": role_of(variant), "engine": variant.engine, "precision": variant.precision,
-            "shipped": variant.shipped, "device": variant.device,
-            "what": f"ImageScorer(paths): PNG decode, preprocess, batches of {scorer.batch_size}, model, thresholds",
-            "items": len(paths), "batch": scorer.batch_size, "seconds": round(latency.median_s, 4),
-            "calls": len(latency.samples_s),
-            "throughput_per_s": round(latency.throughput, 2), "load_s": round(load_s, 4),
-            "peak_rss_mb": round(rss.peak_mb, 1), "onnx": rel(variant.onnx),
-            "source": "benchmarks/end_to_end.py:image_scorers",
-        })
-    return rows
+    with PeakRss() as rss:
+        if _through_registry(variant):
+            scorer, load_s = timed(lambda: ImageScorer.load(variant.folder, backend=variant.backend,
+                                                            device=variant.device, threads=threads))
+        else:
+            scorer, load_s = timed(lambda: ImageScorer(_loaded_model(variant, threads)))
+        latency = measure(lambda: scorer(list(map(str, paths))), items_per_call=len(paths), warmup=0,
+                          iters=repeats, max_seconds=30, min_iters=1)
+    return {
+        "task": IMAGE_TASK, "name": variant.model, "label": variant.label, "role": role_of(variant),
+        "engine": variant.engine, "precision": variant.precision, "shipped": variant.shipped,
+        "device": variant.device,
+        "what": f"ImageScorer(paths): PNG decode, preprocess, batches of {scorer.batch_size}, model, thresholds",
+        "items": len(paths), "batch": scorer.batch_size, "seconds": round(latency.median_s, 4),
+        "calls": len(latency.samples_s), "throughput_per_s": round(latency.throughput, 2),
+        "load_s": round(load_s, 4), "peak_rss_mb": round(rss.peak_mb, 1), "onnx": rel(variant.onnx),
+        "source": "benchmarks/end_to_end.py:score_with",
+    }
 
 
 def _loaded_model(variant: Variant, threads: int | None) -> registry.LoadedModel:

@@ -103,15 +103,27 @@ def node_flops(node: onnx.NodeProto, shapes: Mapping[str, list[int | None]]) -> 
     return 2 * out_elems * math.prod(w_shape[1:])  # type: ignore[arg-type]
 
 
+def constant_tensors(graph: onnx.GraphProto) -> set[str]:
+    """Tensors that depend on weights only (initializers, Constant nodes and what is computed from them
+    alone): onnxruntime folds those products once at load, so they cost nothing per call."""
+    const = {init.name for init in graph.initializer}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type == "Constant" or (node.input and all(i in const or i == "" for i in node.input)):
+            const.update(node.output)
+    return const
+
+
 def count_flops(model: str | os.PathLike | onnx.ModelProto, dims: Mapping[str, int]) -> dict[str, Any]:
     """FLOPs of one forward pass with the symbolic axes set to `dims` (e.g. {"batch": 1, "sequence": 88}).
 
-    Returns {"total": int, "by_op": {op_type: flops}, "nodes": counted nodes, "unresolved": [names]}.
+    Returns {"total": int, "by_op": {op_type: flops}, "nodes": counted nodes, "unresolved": [names],
+    "folded": FLOPs of weight-only products (e.g. DeBERTa's relative-position projections), not in total}.
     """
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
     fixed = _fix_input_dims(proto, dims)
     shapes = _infer(fixed)
-    total, by_op, unresolved, counted = 0, {}, [], 0
+    const = constant_tensors(fixed.graph)
+    total, folded, by_op, unresolved, counted = 0, 0, {}, [], 0
     for node in fixed.graph.node:
         if not _counted(node):
             continue
@@ -119,7 +131,11 @@ def count_flops(model: str | os.PathLike | onnx.ModelProto, dims: Mapping[str, i
         if flops is None:
             unresolved.append(node.name or node.output[0])
             continue
+        if all(i in const or i == "" for i in node.input):
+            folded += flops
+            continue
         counted += 1
         total += flops
         by_op[node.op_type] = by_op.get(node.op_type, 0) + flops
-    return {"total": total, "by_op": by_op, "nodes": counted, "unresolved": unresolved, "dims": dict(dims)}
+    return {"total": total, "by_op": by_op, "nodes": counted, "unresolved": unresolved, "folded": folded,
+            "dims": dict(dims)}

@@ -22,7 +22,10 @@ def model_record(variant: Variant, load_s: float, rss: PeakRss) -> dict[str, Any
 
 def run_variant(variant: Variant, batch_sizes: Sequence[int], seq_lens: Sequence[int], iters: int, warmup: int,
                 max_seconds: float, threads: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Load one variant (timed, with its RSS) and time its graph over the grid."""
+    """Load one variant (timed, with its RSS) and time its graph over the grid; meant to run in a fresh
+    process (benchmarks.isolation), so the RSS is this model's and the load time a first load's."""
+    import onnxruntime  # noqa: F401  (imported before the load is timed: an import is not a model load)
+
     manifest = shipped_manifest(variant)
     with PeakRss() as rss:
         backend, load_s = variant.open(threads)

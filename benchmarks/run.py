@@ -25,6 +25,7 @@ from radedge.bench import describe_machine, import_time_s, machine_info
 
 from . import schema
 from .data import ROOT, openi_reports
+from .isolation import fresh
 
 REPORT_TASK, IMAGE_TASK = "report-labels", "image-findings"
 
@@ -191,8 +192,8 @@ def latency_section(task: str) -> Callable[[Run], None]:
             log(f"-- {variant.label}")
             batches = s.report_batches if task == REPORT_TASK else s.image_batches
             try:
-                record, rows = run_variant(variant, batches, s.report_seqs, s.iters, s.warmup, s.max_seconds,
-                                           s.threads)
+                record, rows = fresh(run_variant, variant, batches, s.report_seqs, s.iters, s.warmup,
+                                     s.max_seconds, s.threads)
             except Exception as exc:  # e.g. a GPU engine that cannot build here: keep the other variants
                 run.results["errors"].append({"section": f"latency {variant.label}",
                                               "error": f"{type(exc).__name__}: {exc}"})
@@ -207,7 +208,7 @@ def latency_section(task: str) -> Callable[[Run], None]:
 
 
 def reports_end_to_end_section(run: Run) -> None:
-    from .end_to_end import report_labelers
+    from .end_to_end import label_with
 
     reports = openi_reports(run.settings.e2e_reports)
     if not reports:
@@ -215,15 +216,15 @@ def reports_end_to_end_section(run: Run) -> None:
         return
     run.report_ids = [r["id"] for r in reports]
     texts = [r["text"] for r in reports]
-    variants = run.settings.variants(REPORT_TASK)
-    rows, predictions = report_labelers(variants, texts, repeats=run.settings.e2e_repeats, threads=run.settings.threads)
-    run.results["end_to_end"] += rows
-    run.predictions.update(predictions)
+    for variant in [None, *run.settings.variants(REPORT_TASK)]:  # None: the rule labeler
+        row, classes = fresh(label_with, variant, texts, run.settings.e2e_repeats, run.settings.threads)
+        run.results["end_to_end"].append(row)
+        run.predictions[row["label"] if variant else "rules"] = classes
 
 
 def images_end_to_end_section(run: Run) -> None:
     from .data import DATA
-    from .end_to_end import image_scorers
+    from .end_to_end import score_with
 
     folder = DATA / "images" / "nih"
     paths = sorted(folder.rglob("*.png"))[: run.settings.e2e_images]
@@ -231,8 +232,9 @@ def images_end_to_end_section(run: Run) -> None:
     if not paths or not variants:
         run.note("no NIH PNGs or no image model: image end-to-end not measured")
         return
-    run.results["end_to_end"] += image_scorers(variants, paths, repeats=run.settings.e2e_repeats,
-                                               threads=run.settings.threads)
+    for variant in variants:
+        run.results["end_to_end"].append(fresh(score_with, variant, paths, run.settings.e2e_repeats,
+                                               run.settings.threads))
 
 
 def roofline_section(run: Run) -> None:
@@ -320,7 +322,7 @@ def torch_images_section(run: Run) -> None:
         return
     threads = run.settings.threads or (os.cpu_count() or 1)
     s = run.settings
-    run.results["latency"] += torch_image_latency(s.image_batches, threads, s.warmup, s.iters, s.max_seconds)
+    run.results["latency"] += fresh(torch_image_latency, s.image_batches, threads, s.warmup, s.iters, s.max_seconds)
 
 
 def torch_reports_section(run: Run) -> None:
@@ -335,12 +337,13 @@ def torch_reports_section(run: Run) -> None:
     seq = [128] if 128 in s.report_seqs else [min(s.report_seqs)]
     threads = s.threads or (os.cpu_count() or 1)
     bert_batches = [b for b in s.report_batches if b <= 8] or [1]
-    run.results["latency"] += torch_bert_latency(bert_batches, seq, threads, 1, min(s.iters, 5), s.max_seconds)
+    run.results["latency"] += fresh(torch_bert_latency, bert_batches, seq, threads, 1, min(s.iters, 5),
+                                    s.max_seconds)
     if run.student_dir is not None:
         from .peers import torch_student_latency
 
-        run.results["latency"] += torch_student_latency(run.student_dir, s.report_batches, seq, threads,
-                                                        s.warmup, s.iters, s.max_seconds)
+        run.results["latency"] += fresh(torch_student_latency, run.student_dir, s.report_batches, seq, threads,
+                                        s.warmup, s.iters, s.max_seconds)
 
 
 def report_peers_section(run: Run) -> None:

@@ -75,7 +75,12 @@ def _flop_graph(path: Path) -> Path:
     inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
              for n, s in (("w1", (16, 32)), ("w2", (8, 32)), ("k", (4, 3, 3, 3)))]
     inits.append(numpy_helper.from_array(np.array([-1, 32], dtype=np.int64), "flat"))
+    inits.append(numpy_helper.from_array(rng.standard_normal((5, 16)).astype(np.float32), "table"))
     nodes = [
+        # weights x weights (like DeBERTa's relative-position projections): folded at load, not counted
+        helper.make_node("Transpose", ["table"], ["table_t"]),
+        helper.make_node("Transpose", ["w1"], ["w1_t"]),
+        helper.make_node("MatMul", ["w1_t", "table_t"], ["folded"], name="folded_matmul"),
         helper.make_node("MatMul", ["x", "w1"], ["h"]),
         helper.make_node("Reshape", ["h", "flat"], ["h2"]),
         helper.make_node("Gemm", ["h2", "w2"], ["y"], transB=1),
@@ -86,7 +91,8 @@ def _flop_graph(path: Path) -> Path:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 16]),
          helper.make_tensor_value_info("img", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("folded", TensorProto.FLOAT, None)],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
@@ -103,6 +109,7 @@ def test_flop_counter_known_answer(tmp_path: Path):
         assert result["unresolved"] == [] and result["nodes"] == 3
         assert result["by_op"] == {k: v * batch for k, v in per_batch.items()}
         assert result["total"] == batch * sum(per_batch.values())
+        assert result["folded"] == 2 * 32 * 16 * 5  # [32, 16] x [16, 5], independent of the batch
     with pytest.raises(ValueError):
         count_flops(path, {})
 

@@ -77,9 +77,10 @@ def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sam
 
 
 def untrained_findings(samples: Sequence[Sample]) -> list[str]:
-    """Findings that no training image labels: their outputs carry no learned signal."""
-    _, mask, _ = stack_labels(samples)
-    return [name for name, n in zip(FINDINGS, mask.sum(axis=0)) if n == 0]
+    """Findings with no positive training label (unlabelled, or only ever negative, like Fracture in
+    the paediatric NORMAL images): their outputs cannot detect anything."""
+    targets, mask, _ = stack_labels(samples)
+    return [name for name, n in zip(FINDINGS, (targets * mask).sum(axis=0)) if n == 0]
 
 
 def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_IMAGES,
@@ -175,7 +176,7 @@ Public images in `shared/data/images` ({counts}), split by patient:
 - COVID-19 image data collection cases with clinical notes (Cohen et al. 2020, mostly CC BY-NC-SA:
   **this model is a derivative of NC-SA data; non-commercial use only, share alike**).
 Findings a source does not label are masked out of the loss. {", ".join(metrics["untrained_findings"]) or "None"}:
-labelled by no training source, so their outputs are untrained noise; their threshold is
+no training image is labelled positive for them, so their outputs are untrained; their threshold is
 {UNTRAINED_THRESHOLD} (never reported positive). Do not read their probabilities.
 Loss: Rep-GLS (rates from the covid-cases notes via the rule report labeler, source priors elsewhere;
 see export/images/rates.py). Training: {cfg.epochs} epochs max, {cfg.views} augmented views per image

@@ -32,7 +32,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def markdown_table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -62,8 +62,13 @@ def headlines(results: dict[str, Any]) -> list[str]:
         if base is None:
             continue
         unit = "reports/s" if task == "report-labels" else "images/s"
-        others = [f"{base['throughput_per_s'] / r['throughput_per_s']:.3g}x {r.get('label', r['name'])} "
-                  f"({_fmt(r['throughput_per_s'])} {unit})" for r in rows if r is not base and r["throughput_per_s"]]
+        others = []
+        for r in rows:
+            if r is base or not r["throughput_per_s"]:
+                continue
+            ratio = base["throughput_per_s"] / r["throughput_per_s"]
+            how = f"the default is {ratio:.3g}x faster" if ratio >= 1 else f"{1 / ratio:.3g}x the default"
+            others.append(f"{r.get('label', r['name'])} {_fmt(r['throughput_per_s'])} {unit} ({how})")
         lines.append(f"- {base.get('label', base['name'])}: **{_fmt(base['throughput_per_s'])} {unit}** "
                      f"({base.get('what', '')}; `{source.split(':')[0]}`)"
                      + (": " + "; ".join(others) if others else ""))
@@ -165,8 +170,7 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         + (f" GPU rows were measured on: {', '.join(gpu)}." if gpu else " No GPU in this run: there are no GPU rows.")
         + _load_line(results),
         "",
-        "**Headlines** (shipped default first, then how many times each alternative's rate it reaches, "
-        "measured side by side in this run):",
+        "**Headlines** (each shipped default, then the alternatives measured side by side with it in this run):",
         "",
         *headlines(results),
         "",

@@ -197,8 +197,11 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         parts += [f"**DICOM scoring** (full-size radiographs, stage by stage, by `benchmarks/dicom_throughput.py`; "
                   f"model {results['dicom'].get('model')}):", "", *dicom, ""]
     if imp:
+        loads = "; ".join(f"{m['label']} {m['load_s'] * 1e3:.0f} ms ({m['model_bytes'] / 2**20:.1f} MiB graph)"
+                          for m in results.get("models", []))
         parts += [f"`import radedge` takes {imp['median_s'] * 1e3:.0f} ms (median of {imp['repeats']} fresh "
-                  "interpreters); model load times are in the results file.", ""]
+                  "interpreters). Model load (sha256 check, session creation), each in a fresh process: "
+                  + (loads or "no model measured") + ".", ""]
     plots = results.get("plots") or []
     if plots:
         folder = results_path.parent

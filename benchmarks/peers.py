@@ -173,7 +173,12 @@ def torch_student_latency(student_dir, batch_sizes: Sequence[int], seq_lens: Seq
 
     shapes = [(b, q) for q in seq_lens for b in batch_sizes]
     return _torch_rows([model], model, inputs, shapes, warmup, iters, seconds, task=REPORT_TASK,
-                       model="report-student", label=f"report-student ({Path(student_dir).name})")
+                       model="report-student", label=f"report-student ({_run_name(Path(student_dir))})")
+
+
+def _run_name(student_dir: Path) -> str:
+    """The training run a student folder belongs to (runs/<...>/<run>/student -> <run>)."""
+    return student_dir.parent.name if student_dir.name == "student" else student_dir.name
 
 
 def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int, warmup: int,

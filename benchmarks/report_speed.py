@@ -154,7 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--model", default="default")
+    p.add_argument("--student-only", action="store_true", help="time only the student (no CheXbert-sized run)")
     args = p.parse_args(argv)
+    if args.student_only:
+        texts = [r["text"] for r in openi_reports(args.reports)]
+        with tempfile.TemporaryDirectory(prefix="radedge-report-speed-") as tmp:
+            src = write_reports_csv(texts, Path(tmp) / "reports.csv")
+            runs = [student_csv(src, Path(tmp) / "out.csv", args.model, args.threads) for _ in range(args.repeats)]
+        print(f"{len(texts)} Open-i reports, CSV -> CSV, {args.threads} threads: student ({args.model}) "
+              f"{max(r['reports_per_s'] for r in runs):.1f} reports/s (runs: {[r['reports_per_s'] for r in runs]})")
+        return 0
     r = compare(args.reports, args.threads, args.repeats, args.model)
     s, b = r["student"], r["chexbert_sized"]
     print(f"{r['reports']} Open-i reports, CSV -> CSV, {r['threads']} threads")

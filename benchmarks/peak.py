@@ -70,6 +70,6 @@ def measure_peaks(quick: bool = False) -> dict[str, Any]:
         "fp32_gflops": round(numpy_fp32_gflops(1024 if quick else 2048, repeats), 1),
         "ort_fp32_gflops": round(onnxruntime_gops(integer=False, repeats=repeats), 1),
         "int8_gops": round(onnxruntime_gops(integer=True, repeats=repeats), 1),
-        "method": ("best of timed runs: numpy float32 n x n x n matmul (n=2048); onnxruntime MatMul fp32 and "
+        "method": ("best of timed runs, at the start and at the end of the run: numpy float32 n x n x n matmul (n=2048); onnxruntime MatMul fp32 and "
                    "MatMulInteger u8 x s8 at [2048, 768] x [768, 3072]; all cores"),
     }

@@ -238,10 +238,21 @@ def images_end_to_end_section(run: Run) -> None:
 
 
 def roofline_section(run: Run) -> None:
-    """One row per model variant: its end-to-end throughput at the measured mean tokens per window."""
-    from .roofline import annotate
+    """One row per model variant: its end-to-end throughput at the measured mean tokens per window.
 
-    peaks = run.results["peaks"]
+    The peaks are measured again here and the better of the two measurements is the limit: a peak taken
+    while other processes were busy would understate it (and overstate every fraction)."""
+    from .peak import measure_peaks
+    from .roofline import annotate, peak_for
+
+    first, again = run.results["peaks"], measure_peaks(quick=run.settings.quick)
+    peaks = {k: max(first.get(k) or 0, v) if isinstance(v, float) else v for k, v in again.items()}
+    peaks["measurements"] = [first, again]
+    run.results["peaks"] = peaks
+    for row in run.results["latency"]:  # every graph row against the final limit
+        if row.get("achieved_gops") is not None:
+            row["peak_gops"] = peak_for(row["precision"], row["device"], peaks)
+            row["fraction_of_peak"] = round(row["achieved_gops"] / row["peak_gops"], 3) if row["peak_gops"] else None
     for row in run.results["end_to_end"]:
         if not row.get("onnx"):
             continue

@@ -80,6 +80,20 @@ def _id_column(header: Sequence[str]) -> int | None:
     return None
 
 
+def _csv_classes(path: PathLike, rows: Sequence[Sequence[str]], cols: Sequence[int | None]) -> np.ndarray:
+    """Classes int8 [n, 14] from CheXpert CSV cells; `cols[f]` is the column of FINDINGS[f] (None: absent).
+    Absent columns and missing cells are BLANK."""
+    classes = np.zeros((len(rows), N_FINDINGS), dtype=np.int8)
+    for r, row in enumerate(rows):
+        for f, c in enumerate(cols):
+            if c is not None and c < len(row):
+                try:
+                    classes[r, f] = csv_to_class(row[c])
+                except ValueError as exc:
+                    raise ValueError(f"{path}: row {r + 2}, column {FINDINGS[f]!r}: {exc}") from None
+    return classes
+
+
 def read_gold(path: PathLike) -> Gold:
     """Gold labels from a CheXpert-format or Open-i-format CSV (detected from the header)."""
     header, rows = _open_csv(path)
@@ -90,14 +104,7 @@ def read_gold(path: PathLike) -> Gold:
     chexpert_only = [name for name in FINDINGS if name not in CHESTXRAY14_TO_CHEXPERT]
     if any(name in header for name in chexpert_only):
         cols = [header.index(name) if name in header else None for name in FINDINGS]
-        classes = np.zeros((len(rows), N_FINDINGS), dtype=np.int8)
-        for r, row in enumerate(rows):
-            for f, c in enumerate(cols):
-                if c is not None and c < len(row):
-                    try:
-                        classes[r, f] = csv_to_class(row[c])
-                    except ValueError as exc:
-                        raise ValueError(f"{path}: row {r + 2}, column {FINDINGS[f]!r}: {exc}") from None
+        classes = _csv_classes(path, rows, cols)
         scored = tuple(name for name, c in zip(FINDINGS, cols) if c is not None)
         return Gold(ids, classes, "chexpert", scored, id_col is not None)
     sources = [name for name in header if name in CHESTXRAY14_TO_CHEXPERT]
@@ -152,14 +159,7 @@ def read_predictions(path: PathLike) -> tuple[list[str] | None, np.ndarray]:
     missing = [name for name in FINDINGS if name not in header]
     if missing:
         raise ValueError(f"{path}: not a CheXpert-format prediction CSV, missing columns {missing}")
-    cols = [header.index(name) for name in FINDINGS]
-    classes = np.zeros((len(body), N_FINDINGS), dtype=np.int8)
-    for r, row in enumerate(body):
-        for f, c in enumerate(cols):
-            try:
-                classes[r, f] = csv_to_class(row[c] if c < len(row) else "")
-            except ValueError as exc:
-                raise ValueError(f"{path}: row {r + 2}, column {FINDINGS[f]!r}: {exc}") from None
+    classes = _csv_classes(path, body, [header.index(name) for name in FINDINGS])
     id_col = header.index("id") if "id" in header else None
     ids = [row[id_col].strip() for row in body] if id_col is not None else None
     return ids, classes

@@ -125,6 +125,14 @@ def grey_from_colour(rgb: np.ndarray, what: str = "image") -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
 
 
+def to_unit_range(array: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: integers divided by their type's maximum (255 for 8-bit, 65535
+    for 16-bit), floats taken as [0, 1] display values and clipped."""
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
+    return np.clip(array.astype(np.float32), 0.0, 1.0)
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """A PNG / JPEG (any format opencv reads) as a 2-D float32 image in [0, 1].
 
@@ -136,10 +144,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageLoadError(f"{path}: not an image opencv can read")
-    if np.issubdtype(image.dtype, np.integer):
-        scaled = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
-    else:
-        scaled = np.clip(image.astype(np.float32), 0.0, 1.0)
+    scaled = to_unit_range(image)
     if scaled.ndim == 3:
         if scaled.shape[2] == 1:
             scaled = scaled[:, :, 0]
@@ -150,4 +155,4 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 __all__ = ["GREY_SPREAD", "ImageLoadError", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
-           "preprocess", "preprocess_batch", "resize_square"]
+           "preprocess", "preprocess_batch", "resize_square", "to_unit_range"]

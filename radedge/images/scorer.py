@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError, ManifestError, SkippedInput
 from ..labels import FINDINGS
 from .dicom import DEFAULT_VIEWS, parse_views, read_dicom, sniff
-from .preprocess import check_spec, load_image, preprocess
+from .preprocess import check_spec, load_image, preprocess, to_unit_range
 
 TASK = "image-findings"
 # Names opencv reads as pictures; any other file is read as DICOM (found by content).
@@ -90,9 +90,7 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         arr = arr[:, :, 0]
     if arr.ndim != 2:
         raise ValueError(f"an image array must be 2-D grey (rows, cols), got shape {arr.shape}")
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    return to_unit_range(arr)
 
 
 def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any],

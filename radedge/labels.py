@@ -38,6 +38,8 @@ _CSV_TO_CLASS = {None: BLANK, 1.0: POSITIVE, 0.0: NEGATIVE, -1.0: UNCERTAIN}
 
 NO_FINDING = FINDING_INDEX["No Finding"]
 SUPPORT_DEVICES = FINDING_INDEX["Support Devices"]
+# The findings whose positive or uncertain class rules out No Finding (all but it and Support Devices).
+_ABNORMAL = [i for i in range(N_FINDINGS) if i not in (NO_FINDING, SUPPORT_DEVICES)]
 
 
 def class_to_csv(cls: int) -> str:
@@ -68,8 +70,7 @@ def csv_to_class(cell: str | float | None) -> int:
 def apply_no_finding(classes: np.ndarray) -> np.ndarray:
     """Set No Finding the CheXpert way: positive when no finding other than Support Devices
     is positive or uncertain, else blank. Works on `[14]` or `[n, 14]` class arrays (in place)."""
-    other = [i for i in range(N_FINDINGS) if i not in (NO_FINDING, SUPPORT_DEVICES)]
-    abnormal = np.isin(classes[..., other], (POSITIVE, UNCERTAIN)).any(axis=-1)
+    abnormal = np.isin(classes[..., _ABNORMAL], (POSITIVE, UNCERTAIN)).any(axis=-1)
     classes[..., NO_FINDING] = np.where(abnormal, BLANK, POSITIVE)
     return classes
 

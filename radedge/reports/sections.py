@@ -38,6 +38,7 @@ _OTHER_NAMES = (
 )
 
 _TARGET_RE = re.compile(r"(?:%s)\Z" % "|".join(_TARGET_NAMES), re.IGNORECASE)
+_OTHER_RE = re.compile(r"(?:%s)\Z" % "|".join(_OTHER_NAMES), re.IGNORECASE)
 _ANY_NAME = "|".join(_TARGET_NAMES + _OTHER_NAMES)
 
 # A header is a known name followed by a colon, at the start of a line or after a sentence end
@@ -113,12 +114,11 @@ def findings_text(text: str) -> str:
     if not text or not text.strip():
         return ""
     sections = split_sections(text)
-    wanted = [s.body for s in sections if s.is_findings and s.body]
-    if any(s.is_findings for s in sections):
-        return "\n\n".join(wanted)
+    targets = [s for s in sections if s.is_findings]
+    if targets:
+        return "\n\n".join(s.body for s in targets if s.body)
     if all(s.header == "" for s in sections):
         return text.strip()
     # Headers, but none of ours: keep the unheaded lead text and sections we do not know, drop context.
-    other_re = re.compile(r"(?:%s)\Z" % "|".join(_OTHER_NAMES), re.IGNORECASE)
-    kept = [s.body for s in sections if s.body and not other_re.match(s.header)]
+    kept = [s.body for s in sections if s.body and not _OTHER_RE.match(s.header)]
     return "\n\n".join(kept)

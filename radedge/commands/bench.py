@@ -31,13 +31,13 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[in
 
 def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]:
     """(model, task) pairs: the given models (task read from each manifest) or the tasks' defaults."""
+    defaults = [(DEFAULTS[t], t) for t in ([TASKS[task]] if task else TASKS.values())]
     if not models:
-        tasks = [TASKS[task]] if task else list(TASKS.values())
-        return [(DEFAULTS[t], t) for t in tasks]
+        return defaults
     pairs = []
     for name in models:
         if name == "default":
-            pairs += [(DEFAULTS[t], t) for t in ([TASKS[task]] if task else TASKS.values())]
+            pairs += defaults
             continue
         if name == "rules":
             pairs.append(("rules", "report-labels"))

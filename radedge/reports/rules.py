@@ -224,9 +224,9 @@ class RuleLabeler:
     @staticmethod
     def _compile_finding(lex: _Lexicon, index: int) -> _Finding:
         qualified = set(lex.qualified.get(index, []))
-        plain = [p for p in lex.mention.get(index, []) if p not in qualified]
-        uncertain = [p for p in lex.uncertain_mention.get(index, [])]
-        plain = [p for p in plain if p not in set(uncertain)]
+        uncertain = lex.uncertain_mention.get(index, [])
+        not_plain = qualified | set(uncertain)
+        plain = [p for p in lex.mention.get(index, []) if p not in not_plain]
         groups = [(name, ps) for name, ps in (("p", plain), ("u", uncertain), ("q", sorted(qualified))) if ps]
         pattern = "|".join(f"(?P<{name}>{_BOUNDARY_L}(?:{_alternation(ps)}))" for name, ps in groups)
         unmention = lex.unmention.get(index)

@@ -16,8 +16,8 @@ def _plt():
     return plt
 
 
-def _reference_sequence(rows: list[dict[str, Any]]) -> int | None:
-    """The sequence length the report plots show: 128 when measured, else the middle one."""
+def reference_sequence(rows: list[dict[str, Any]]) -> int | None:
+    """The sequence length report plots and tables show: 128 when measured, else the middle one."""
     seqs = sorted({r["sequence"] for r in rows if r.get("sequence")})
     if not seqs:
         return None
@@ -26,7 +26,7 @@ def _reference_sequence(rows: list[dict[str, Any]]) -> int | None:
 
 def _task_rows(results: dict[str, Any], task: str) -> tuple[list[dict[str, Any]], int | None]:
     rows = [r for r in results.get("latency", []) if r["task"] == task]
-    seq = _reference_sequence(rows)
+    seq = reference_sequence(rows)
     return [r for r in rows if r.get("sequence") in (seq, None)], seq
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 from radedge.bench import describe_machine
 
 from .data import ROOT
+from .plots import reference_sequence
 
 SECTION = "performance"
 TASK_NAMES = {"report-labels": "reports", "image-findings": "images"}
@@ -89,8 +90,7 @@ def latency_table(results: dict[str, Any]) -> str:
     out = []
     for label in dict.fromkeys(r["label"] for r in results.get("latency", [])):
         rows = [r for r in results["latency"] if r["label"] == label]
-        seqs = sorted({r.get("sequence") for r in rows if r.get("sequence")})
-        ref_seq = 128 if 128 in seqs else (seqs[len(seqs) // 2] if seqs else None)
+        ref_seq = reference_sequence(rows)
         ref = [r for r in rows if r.get("sequence") == ref_seq]
         one = next((r for r in ref if r["batch"] == 1), None)
         best = max(ref, key=lambda r: r["throughput_per_s"])

@@ -74,6 +74,20 @@ def test_voi_lut_sequence(tmp_path):
     np.testing.assert_allclose(d.image, (255 - pixels) / 255, atol=1e-6)
 
 
+def test_incomplete_voi_lut_sequence_falls_back_to_the_window(tmp_path):
+    # A VOI LUT Sequence item without LUTData is not a LUT: pydicom windows instead, and the
+    # recorded intensity must say so.
+    pixels = ramp()
+    ds = make_dataset(pixels, RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=0, WindowWidth=2001)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [256, 0, 8]
+    ds.VOILUTSequence = [item]
+    d = read_dicom(write(ds, tmp_path / "half-lut.dcm"), voi=True)
+    assert d.intensity == "window"
+    expected = np.clip((pixels.astype(np.float64) - 1024 + 0.5) / 2000 + 0.5, 0, 1)
+    np.testing.assert_allclose(d.image, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype,window", [(np.uint16, True), (np.int16, True), (np.uint8, False), (np.int16, False)])
 def test_lookup_table_path_equals_per_pixel_luts(tmp_path, dtype, window):
     from pydicom.pixels import apply_modality_lut, apply_voi_lut

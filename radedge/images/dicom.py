@@ -218,23 +218,31 @@ def check_scorable(ds: Any, views: frozenset[str] | None = DEFAULT_VIEWS) -> Non
 
 
 # ---- pixels ---------------------------------------------------------------------------------------
+def _voi_lut(ds: Any) -> Any:
+    """The first VOI LUT Sequence item when it is a usable LUT (descriptor and data), as pydicom's
+    apply_voi_lut decides; else None (pydicom then windows, if it can)."""
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        return lut[0]
+    return None
+
+
 def _voi_range(ds: Any) -> tuple[float, float]:
     """Output range of the VOI step pydicom applies: the LUT's bit depth, or, for windowing, the
     values pydicom maps everything below / above the window to (probed, so pydicom stays the one
     definition)."""
     from pydicom.pixels import apply_voi_lut
 
-    lut = ds.get("VOILUTSequence")
-    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
-        return 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)
+    lut = _voi_lut(ds)
+    if lut is not None:
+        return 0.0, float(2 ** int(lut.LUTDescriptor[2]) - 1)
     with np.errstate(over="ignore"):
         lo, hi = apply_voi_lut(np.array([-1e30, 1e30]), ds)
     return float(lo), float(hi)
 
 
 def _has_voi(ds: Any) -> bool:
-    lut = ds.get("VOILUTSequence")
-    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+    if _voi_lut(ds) is not None:
         return True
     return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
 
@@ -250,7 +258,7 @@ def _display_values(ds: Any, stored: np.ndarray, voi: bool, value_range: tuple[f
     values = apply_modality_lut(stored, ds)
     if voi and _has_voi(ds):
         lo, hi = _voi_range(ds)
-        how = "voi-lut" if ds.get("VOILUTSequence") else "window"
+        how = "voi-lut" if _voi_lut(ds) is not None else "window"
         shown = apply_voi_lut(values, ds)
         return np.clip((shown.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0), how
     lo, hi = value_range if value_range is not None else (float(values.min()), float(values.max()))

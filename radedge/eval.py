@@ -67,7 +67,7 @@ class Gold:
 
 def _open_csv(path: PathLike) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+        rows = [row for row in csv.reader(f) if row]  # a blank line is no row (as pandas reads CSV)
     if not rows:
         raise ValueError(f"{path}: empty CSV")
     return [h.strip() for h in rows[0]], rows[1:]

@@ -184,3 +184,19 @@ def test_cli_label_reports_then_eval_on_openi(tmp_path: Path) -> None:
     g = rad_eval.read_gold(gold)
     direct = rad_eval.evaluate(g, rad_eval.align(g, [r["id"] for r in records], pred))
     assert scored["macro"]["positive"]["f1"] == pytest.approx(direct.macro_f1)
+
+
+def test_blank_lines_in_csv_are_not_rows(tmp_path: Path) -> None:
+    # A blank line (here a trailing one, as editors leave) is not a report, as pandas reads such files;
+    # it used to crash on the id column (IndexError) or count as an extra all-blank gold row.
+    rows = [{"id": "a", "Cardiomegaly": "1.0"}, {"id": "b", "Cardiomegaly": "0.0"}]
+    gold = chexpert_csv(tmp_path / "gold.csv", rows, reports=False)
+    gold.write_text(gold.read_text() + "\n")
+    pred = chexpert_csv(tmp_path / "pred.csv", rows, reports=False)
+    pred.write_text(pred.read_text().replace("\n", "\n\n", 1))
+    result = rad_eval.evaluate(gold, pred)
+    assert result.n_reports == 2 and result.scores["positive"]["Cardiomegaly"].f1 == 1.0
+    plain = chexpert_csv(tmp_path / "plain.csv", [{"Cardiomegaly": "1.0"}])
+    plain.write_text(plain.read_text() + "\n")
+    assert len(rad_eval.read_gold(plain).ids) == 1
+    assert CliRunner().invoke(main, ["eval", "--gold", str(gold), "--pred", str(pred)]).exit_code == 0

@@ -187,12 +187,14 @@ class ImageScorer:
             inputs = [inputs]
         results: list[ImageResult] = []
         batch: list[PreparedImage] = []
+        ready = 0  # inputs in `batch` ready to score (a long run of skipped files must not make this quadratic)
         for i, item in enumerate(inputs):
             name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
             batch.append(self.prepare(item, name=name))
-            if sum(p.status == "scored" for p in batch) >= self.batch_size:
+            ready += batch[-1].status == "scored"
+            if ready >= self.batch_size:
                 results += self.finish(batch)
-                batch = []
+                batch, ready = [], 0
         return results + self.finish(batch)
 
 

@@ -34,6 +34,7 @@ from .labels import (
     CHESTXRAY8_OPENI_F1,
     CLASSES,
     FINDINGS,
+    FINDING_INDEX,
     NEGATIVE,
     NO_FINDING,
     N_FINDINGS,
@@ -114,7 +115,7 @@ def read_gold(path: PathLike) -> Gold:
     classes = np.zeros((len(rows), N_FINDINGS), dtype=np.int8)
     for source in sources:
         c = header.index(source)
-        f = FINDINGS.index(CHESTXRAY14_TO_CHEXPERT[source])
+        f = FINDING_INDEX[CHESTXRAY14_TO_CHEXPERT[source]]
         for r, row in enumerate(rows):
             try:
                 present = float(row[c]) == 1.0
@@ -281,7 +282,7 @@ def score(gold: Gold, pred: np.ndarray) -> EvalResult:
     for name, cls in classes.items():
         by_finding = {}
         for finding in gold.scored:
-            f = FINDINGS.index(finding)
+            f = FINDING_INDEX[finding]
             if f == NO_FINDING and cls != POSITIVE:
                 continue  # No Finding takes only positive / blank
             by_finding[finding] = _score(pred[:, f] == cls, gold.classes[:, f] == cls)

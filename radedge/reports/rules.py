@@ -33,7 +33,17 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ModelError
-from ..labels import BLANK, FINDINGS, N_FINDINGS, NEGATIVE, NO_FINDING, POSITIVE, UNCERTAIN, apply_no_finding
+from ..labels import (
+    BLANK,
+    FINDING_INDEX,
+    FINDINGS,
+    N_FINDINGS,
+    NEGATIVE,
+    NO_FINDING,
+    POSITIVE,
+    UNCERTAIN,
+    apply_no_finding,
+)
 
 # Lexicon file stems -> finding index; "no_finding" is the list of *other* abnormalities.
 OTHER = N_FINDINGS  # extra row index for the "other abnormality" list
@@ -43,8 +53,8 @@ _FILE_TO_INDEX["no_finding"] = OTHER
 # CheXpert: a positive or uncertain heart-failure mention (an Edema phrase) adds an uncertain
 # Cardiomegaly mention.
 _HEART_FAILURE_RE = re.compile(r"heart failure|chf")
-_EDEMA = FINDINGS.index("Edema")
-_CARDIOMEGALY = FINDINGS.index("Cardiomegaly")
+_EDEMA = FINDING_INDEX["Edema"]
+_CARDIOMEGALY = FINDING_INDEX["Cardiomegaly"]
 
 _CUE_GROUPS = ("pre_negation_uncertainty", "negation", "uncertainty")
 _GROUP_CLASS = {"pre_negation_uncertainty": UNCERTAIN, "negation": NEGATIVE, "uncertainty": UNCERTAIN}

@@ -32,7 +32,9 @@ DEFAULT_BASELINE = REPO / "runs" / "image-vit" / "bce.onnx"
 FP32_NAME = "model.fp32.onnx"
 
 
-def run_onnx(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+def onnx_probs(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+    """`probs` of an image ONNX graph on the CPU, in batches (here, not in export_image, so that
+    evaluation needs no torch)."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([sess.run(["probs"], {"pixels": pixels[i:i + batch]})[0]
                            for i in range(0, len(pixels), batch)])
@@ -54,7 +56,7 @@ def evaluate(model_dir: Path = DEFAULT_MODEL, images_root: Path | None = None,
         models["bce baseline (fp32)"] = Path(baseline)
     report: dict[str, Any] = {"model": str(model_dir), "validation_images": len(val), "models": {}}
     for label, path in models.items():
-        report["models"][label] = per_source_metrics(val, run_onnx(path, pixels), manifest.thresholds)
+        report["models"][label] = per_source_metrics(val, onnx_probs(path, pixels), manifest.thresholds)
     names = list(report["models"])
     if "fp32" in report["models"]:
         a, b = report["models"][names[0]], report["models"]["fp32"]

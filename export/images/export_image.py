@@ -16,7 +16,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
@@ -25,12 +24,12 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from radedge.labels import FINDINGS
 from radedge.manifest import Manifest, TensorSpec, file_hashes
 
+from .evaluate import FP32_NAME, onnx_probs
 from .model import ImageViT, ProbsWrapper
 
 OPSET = 17
 PARITY_TOL = 1e-4
 INT8_AUC_BOUND = 0.01
-FP32_NAME = "model.fp32.onnx"
 QUANT_MODES = ("static", "static-matmul", "dynamic")  # tried in this order
 STATIC_OPS = {"static": ["Conv", "MatMul", "Gemm"], "static-matmul": ["MatMul", "Gemm"]}
 
@@ -46,19 +45,6 @@ def export_onnx(model: ImageViT, path: Path) -> Path:
                           dynamo=False)
     onnx.checker.check_model(str(path))
     return path
-
-
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def onnx_probs(path: Path | ort.InferenceSession, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    sess = path if isinstance(path, ort.InferenceSession) else session(path)
-    return np.concatenate([sess.run(["probs"], {"pixels": pixels[i:i + batch]})[0]
-                           for i in range(0, len(pixels), batch)])
 
 
 @torch.no_grad()

@@ -34,6 +34,21 @@ def test_paths_and_arrays(tiny_image_model, tmp_path):
     np.testing.assert_allclose(results[1].probabilities, results[2].probabilities, atol=1e-6)
 
 
+def test_dicom_content_under_a_picture_name_is_read_as_dicom(tiny_image_model, tmp_path):
+    # Found by content, whatever the name: every layout the DICOM reader accepts, including a
+    # file that starts directly with its file meta (no preamble, no "DICM").
+    scorer = ImageScorer.load(str(tiny_image_model))
+    good = write_image(tmp_path / "a.dcm")
+    reference = scorer(good)[0]
+    for name, data in (("part10.png", good.read_bytes()), ("dicm.png", good.read_bytes()[128:]),
+                       ("meta.png", good.read_bytes()[132:])):
+        (tmp_path / name).write_bytes(data)
+        (result,) = scorer(tmp_path / name)
+        assert result.status == "scored", (name, result.reason)
+        assert result.sop_uid == reference.sop_uid
+        np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-6)
+
+
 def test_single_input_and_matches_direct_inference(tiny_image_model):
     scorer = ImageScorer.load(str(tiny_image_model))
     image = np.random.default_rng(1).random((50, 40)).astype(np.float32)

@@ -57,6 +57,8 @@ LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})
 # Names whose content is expected to be DICOM: a failure to read them is an error, not a skip.
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+# What `sniff` may say of a file that read_dicom reads (the last two get a synthetic preamble).
+DICOM_KINDS = frozenset({"part10", "dicm-no-preamble", "meta-no-preamble"})
 
 
 class NotDicomError(DicomError):
@@ -139,7 +141,7 @@ def check_dicom_content(path: str | os.PathLike) -> str:
     """The sniffed kind of a file that can be read as DICOM, else raise why not (skip or error)."""
     p = Path(path)
     kind = sniff(p)
-    if kind in ("part10", "dicm-no-preamble", "meta-no-preamble"):
+    if kind in DICOM_KINDS:
         return kind
     if kind == "empty":
         if _expected_dicom(p):
@@ -363,6 +365,6 @@ def read_dicom(path: str | os.PathLike, voi: bool = True,
     )
 
 
-__all__ = ["DEFAULT_VIEWS", "DicomImage", "DicomReadError", "LATERAL_VIEWS", "NotDicomError", "PixelDecodeError",
-           "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity", "parse_views",
-           "read_dataset", "read_dicom", "sniff", "to_display", "uids"]
+__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "DicomReadError", "LATERAL_VIEWS", "NotDicomError",
+           "PixelDecodeError", "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity",
+           "parse_views", "read_dataset", "read_dicom", "sniff", "to_display", "uids"]

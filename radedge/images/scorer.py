@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, ManifestError, SkippedInput
 from ..labels import FINDINGS
-from .dicom import DEFAULT_VIEWS, parse_views, read_dicom, sniff
+from .dicom import DEFAULT_VIEWS, DICOM_KINDS, parse_views, read_dicom, sniff
 from .preprocess import check_spec, load_image, preprocess, to_unit_range
 
 TASK = "image-findings"
@@ -106,7 +106,7 @@ def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any
         if isinstance(source, np.ndarray):
             return PreparedImage(label, pixels=preprocess(array_to_grey(source), spec))
         path = Path(source)
-        if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in ("part10", "dicm-no-preamble"):
+        if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in DICOM_KINDS:
             return PreparedImage(label, pixels=preprocess(load_image(path), spec))
         dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views)
         return PreparedImage(label, pixels=preprocess(dcm.image, spec), study_uid=dcm.study_uid,

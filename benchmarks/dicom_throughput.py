@@ -30,8 +30,10 @@ from radedge.images.dicom import check_scorable, decode_pixels, grey_intensity, 
 from radedge.images.preprocess import preprocess
 from radedge.images.scorer import ImageScorer
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("RADEDGE_SHARED", ROOT.parent / "shared")) / "data" / "dicom"
+from .data import DATA as SHARED_DATA
+from .data import ROOT
+
+DATA = SHARED_DATA / "dicom"
 STANDIN_DIR = ROOT / "runs" / "bench_models" / "image-vit-standin"
 J2K_FILES = ["pacs_export/STUDY05/SERIES01/IM0001.dcm", "pacs_export/STUDY05/SERIES02/IM0001.dcm",
              "wg04/RG1_J2KR.dcm", "wg04/RG1_J2KI.dcm"]

@@ -26,8 +26,9 @@ from radedge.bench import format_table, measure
 from radedge.manifest import Manifest
 from radedge.registry import open_model, resolve
 
-ROOT = Path(__file__).resolve().parents[1]
-IMAGES = Path(os.environ.get("RADEDGE_SHARED", ROOT.parent / "shared")) / "data" / "images" / "nih" / "images"
+from .data import DATA
+
+IMAGES = DATA / "images" / "nih" / "images"
 TASK = "image-findings"
 
 

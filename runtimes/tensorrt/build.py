@@ -17,7 +17,7 @@ from typing import Any
 import onnx
 
 from radedge.backends.tensorrt import (DeviceInfo, PlanKey, current_device, default_cache_dir, meta_path,
-                                       plan_path, read_meta, require_gpu)
+                                       model_sha256, plan_path, read_meta, require_gpu)
 from radedge.errors import BackendError
 from radedge.manifest import Manifest
 
@@ -64,7 +64,7 @@ def build_plan(model_dir: str | os.PathLike, precision: str = "fp16", calib: str
     device = current_device()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    sha = manifest.files["model.onnx"]
+    sha = model_sha256(model_dir, manifest)
     requested = plan_path(cache, PlanKey(sha, device, precision))
     if requested.is_file() and not force and covers(read_meta(requested).get("profile", {}), shapes):
         return BuildResult(requested, read_meta(requested), cached=True)

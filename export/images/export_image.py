@@ -122,4 +122,4 @@ def provenance(command: Sequence[str], repo: Path, data: dict[str, Any], **more:
 
 
 __all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "export_onnx", "onnx_probs", "parity", "provenance",
-           "quantize_int8", "session", "torch_probs", "write_manifest"]
+           "quantize_int8", "torch_probs", "write_manifest"]

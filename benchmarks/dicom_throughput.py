@@ -48,7 +48,8 @@ def standin_model(folder: Path = STANDIN_DIR) -> Path:
         return folder
     import torch
 
-    from export.images.model import ProbsWrapper, ViTSpec, build_model
+    from export.images.export_image import export_onnx
+    from export.images.model import ViTSpec, build_model
     from export.images.train import preprocess_spec
     from radedge.labels import FINDINGS
     from radedge.manifest import Manifest, TensorSpec, file_hashes
@@ -57,10 +58,7 @@ def standin_model(folder: Path = STANDIN_DIR) -> Path:
     torch.manual_seed(0)
     spec = ViTSpec()
     model, _ = build_model(spec, pretrained=False)
-    wrapped = ProbsWrapper(model.eval()).eval()
-    dummy = torch.zeros(1, 3, spec.size, spec.size)
-    torch.onnx.export(wrapped, (dummy,), str(folder / "model.onnx"), input_names=["pixels"], output_names=["probs"],
-                      dynamic_axes={"pixels": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
+    export_onnx(model, folder / "model.onnx")
     Manifest(name=folder.name, task="image-findings", files=file_hashes(folder, ["model.onnx"]),
              inputs=[TensorSpec("pixels", "float32", ("batch", 3, spec.size, spec.size))],
              outputs=[TensorSpec("probs", "float32", ("batch", 14))],

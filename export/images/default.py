@@ -30,7 +30,7 @@ from radedge.labels import FINDINGS
 from .data import Sample, load_pixels, stack_labels
 from .export_image import (FP32_NAME, INT8_AUC_BOUND, QUANT_MODES, export_onnx, onnx_probs, parity, provenance,
                            quantize_int8, write_manifest)
-from .metrics import choose_thresholds, per_source_metrics
+from .metrics import auc_shift, choose_thresholds, max_shift, per_source_metrics
 from .model import ViTSpec, build_model
 from .rates import SOURCE_PRIORS, assign_rates
 from .train import DEFAULT_IMAGES, TrainConfig, cache_features, preprocess_spec, prepare_data, train
@@ -47,17 +47,6 @@ DEFAULT_CONFIG = TrainConfig(spec=ViTSpec(size=192, stem="effnet-lite0"), epochs
 
 def pixels_of(samples: Sequence[Sample], pre: dict[str, Any]) -> np.ndarray:
     return np.stack([load_pixels(s, pre) for s in samples])
-
-
-def auc_shift(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """|AUC a - AUC b| per source and reported finding."""
-    return {src: {f: round(abs(a[src]["auc"][f] - b[src]["auc"][f]), 4)
-                  for f in FINDINGS if a[src]["auc"][f] is not None}
-            for src in a}
-
-
-def max_shift(shift: dict[str, dict[str, float]]) -> float:
-    return max((v for d in shift.values() for v in d.values()), default=0.0)
 
 
 def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sample], val_px: np.ndarray,

@@ -24,7 +24,7 @@ from radedge.labels import FINDINGS
 from radedge.manifest import Manifest
 
 from .data import DEFAULT_IMAGES, load_pixels, load_sources, split_by_patient
-from .metrics import per_source_metrics
+from .metrics import auc_shift, max_shift, per_source_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "image-vit"
@@ -59,10 +59,8 @@ def evaluate(model_dir: Path = DEFAULT_MODEL, images_root: Path | None = None,
         report["models"][label] = per_source_metrics(val, onnx_probs(path, pixels), manifest.thresholds)
     names = list(report["models"])
     if "fp32" in report["models"]:
-        a, b = report["models"][names[0]], report["models"]["fp32"]
-        shift = {src: {f: round(abs(a[src]["auc"][f] - b[src]["auc"][f]), 4) for f in FINDINGS
-                       if a[src]["auc"][f] is not None} for src in a}
-        report["int8_vs_fp32_max_auc_shift"] = max((v for d in shift.values() for v in d.values()), default=0.0)
+        shift = auc_shift(report["models"][names[0]], report["models"]["fp32"])
+        report["int8_vs_fp32_max_auc_shift"] = max_shift(shift)
         report["int8_vs_fp32_auc_shift"] = shift
     return report
 

@@ -72,4 +72,16 @@ def per_source_metrics(samples: Sequence[Sample], probs: np.ndarray,
     return out
 
 
-__all__ = ["MIN_CLASS", "auc_per_finding", "choose_thresholds", "mean_auc", "per_source_metrics"]
+def auc_shift(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """|AUC a - AUC b| per source and reported finding (two per_source_metrics results)."""
+    return {src: {f: round(abs(a[src]["auc"][f] - b[src]["auc"][f]), 4)
+                  for f in FINDINGS if a[src]["auc"][f] is not None}
+            for src in a}
+
+
+def max_shift(shift: dict[str, dict[str, float]]) -> float:
+    return max((v for d in shift.values() for v in d.values()), default=0.0)
+
+
+__all__ = ["MIN_CLASS", "auc_per_finding", "auc_shift", "choose_thresholds", "max_shift", "mean_auc",
+           "per_source_metrics"]

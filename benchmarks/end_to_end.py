@@ -29,17 +29,11 @@ def _labeler_for(variant: Variant | None, threads: int | None):
 
     if variant is None:
         return ReportLabeler.load("rules")
-    if _through_registry(variant):
+    if variant.through_registry:
         return ReportLabeler.load(variant.folder, backend=variant.backend, device=variant.device, threads=threads)
     backend, _ = variant.open(threads)
     return ReportLabeler(variant.model, variant.folder, windows=ReportWindows.from_model_dir(variant.folder),
                          backend=backend)
-
-
-def _through_registry(variant: Variant) -> bool:
-    """Whether the public loader opens exactly this variant (else the harness opens its graph itself:
-    a kept fp32 file, an onnxruntime TensorRT EP, a TensorRT plan of a given precision)."""
-    return variant.shipped and variant.backend == "onnxruntime" and variant.provider != "tensorrt"
 
 
 def token_stats(labeler: Any, texts: Sequence[str]) -> dict[str, float]:
@@ -95,7 +89,7 @@ def score_with(variant: Variant, paths: Sequence[Path], repeats: int, threads: i
     from radedge.images.scorer import ImageScorer
 
     with PeakRss() as rss:
-        if _through_registry(variant):
+        if variant.through_registry:
             scorer, load_s = timed(lambda: ImageScorer.load(variant.folder, backend=variant.backend,
                                                             device=variant.device, threads=threads))
         else:

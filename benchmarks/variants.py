@@ -44,6 +44,13 @@ class Variant:
         kept = "" if self.shipped or self.onnx.name == "model.onnx" else f" ({self.onnx.name})"
         return f"{self.model} {self.precision} {self.engine}{kept}"
 
+    @property
+    def through_registry(self) -> bool:
+        """Whether the public loader (registry.open_model) opens exactly this variant; else the harness
+        opens its graph itself (a kept fp32 file, an onnxruntime TensorRT EP, a TensorRT plan of a given
+        precision)."""
+        return self.shipped and self.backend == "onnxruntime" and self.provider != "tensorrt"
+
     def open(self, threads: int | None = None) -> tuple[Any, float]:
         """(backend, load seconds); the shipped graph loads through the registry (sha256 check included).
         A native TensorRT variant's load time includes building its plan when none is cached."""
@@ -54,7 +61,7 @@ class Variant:
             manifest.verify_files(self.folder)
             return timed(lambda: TensorRTBackend.from_model_dir(self.folder, manifest, device="cuda",
                                                                 precision=self.precision))
-        if self.shipped and self.provider != "tensorrt":
+        if self.through_registry:
             loaded, seconds = timed(lambda: registry.open_model(self.folder, self.task, backend=self.backend,
                                                                 device=self.device, threads=threads))
             return loaded.backend, seconds

@@ -31,7 +31,7 @@ import torch
 
 from radedge.labels import N_CLASSES, N_FINDINGS
 from radedge.reports.sections import findings_text
-from radedge.reports.windows import ReportWindows, combine_reports
+from radedge.reports.windows import ReportWindows
 
 from .splits import is_holdout
 from .student import TOKENIZER_JSON, ReportStudent, load_encoder, save_student
@@ -123,23 +123,6 @@ def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor, weight: torch.Tens
     """mean over rows and findings of weight * (-sum_k q_k log p_k)."""
     logp = torch.log_softmax(logits, dim=-1)
     return (weight * -(q * logp).sum(-1)).mean()
-
-
-def predict_probs(model: ReportStudent, windows: ReportWindows, texts: Sequence[str],
-                  batch_size: int = 64) -> np.ndarray:
-    """Report class probabilities `[n, 14, 4]` from the PyTorch student, windowed and combined
-    exactly as the runtime does it."""
-    wins = windows.encode(texts)
-    probs, owners = [], []
-    model.eval()
-    with torch.inference_mode():
-        for batch in windows.batches(wins, batch_size):
-            logits = model(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask))
-            probs.append(torch.softmax(logits, -1).numpy())
-            owners.append(batch.owners)
-    if not probs:
-        return combine_reports(np.zeros((0, N_FINDINGS, N_CLASSES), np.float32), [], len(texts))
-    return combine_reports(np.concatenate(probs), np.concatenate(owners), len(texts))
 
 
 def train(records: Sequence[dict[str, Any]], model: ReportStudent, windows: ReportWindows, *, epochs: int,

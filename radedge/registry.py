@@ -85,11 +85,16 @@ class LoadedModel:
 def open_model(name_or_path: str | os.PathLike, task: str, backend: str = "onnxruntime", device: str = "cpu",
                threads: int | None = None) -> LoadedModel:
     """Resolve, verify (sha256 of every file) and open a model; the one way pipelines load one."""
+    return load_folder(resolve(name_or_path, task), task, backend=backend, device=device, threads=threads)
+
+
+def load_folder(path: Path, task: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
+                threads: int | None = None) -> LoadedModel:
+    """Read, verify and open one model folder; `task=None` accepts whatever task its manifest names."""
     from .backends import open_backend
 
-    path = resolve(name_or_path, task)
     manifest = Manifest.read(path)
-    if manifest.task != task:
+    if task is not None and manifest.task != task:
         raise ManifestError(f"{path}: a {manifest.task!r} model, not {task!r}")
     manifest.verify_files(path)
     return LoadedModel(path, manifest, open_backend(path, manifest, backend=backend, device=device, threads=threads))

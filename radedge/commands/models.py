@@ -6,7 +6,6 @@ import click
 from .. import registry
 from ..cli import EXIT_NOTHING_DONE, EXIT_OK, guarded
 from ..errors import ModelError
-from ..manifest import Manifest
 
 
 @click.group()
@@ -36,15 +35,11 @@ def list_() -> None:
 @guarded
 def verify(names: tuple[str, ...]) -> None:
     """Check manifests, sha256 of every file, and graph tensors; all models when no NAMES."""
-    from ..backends import open_backend
-
     paths = [registry.resolve(n, _task_of(n)) for n in names] if names else [e.path for e in registry.list_models()]
     bad = 0
     for path in paths:
         try:
-            manifest = Manifest.read(path)
-            manifest.verify_files(path)
-            open_backend(path, manifest)
+            registry.load_folder(path)
             click.echo(f"ok      {path}")
         except ModelError as exc:
             bad += 1

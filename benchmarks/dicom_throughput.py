@@ -48,7 +48,7 @@ def standin_model(folder: Path = STANDIN_DIR) -> Path:
         return folder
     import torch
 
-    from export.images.export_image import export_onnx
+    from export.images.onnx import export_onnx
     from export.images.model import ViTSpec, build_model
     from export.images.train import preprocess_spec
     from radedge.labels import FINDINGS

@@ -157,10 +157,10 @@ def _token_inputs(batch: int, seq: int, device: str, dtype: Any) -> tuple[Any, A
 
 def torch_student_latency(student_dir, batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int,
                           warmup: int, iters: int, seconds: float) -> list[dict[str, Any]]:
-    """The trained report student itself (export.student.load_student) in PyTorch eager."""
+    """The trained report student itself (export.reports.student.load_student) in PyTorch eager."""
     import torch
 
-    from export.student import load_student
+    from export.reports.student import load_student
 
     torch.set_num_threads(threads)
     model, info = load_student(student_dir)

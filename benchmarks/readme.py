@@ -167,7 +167,7 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         "```",
         "",
         "Only the int8 models ship. The rows of the report student in fp32 (ONNX and PyTorch) use the training "
-        "folder that `python -m export.report_default` leaves in `runs/`, and the image BCE baseline needs "
+        "folder that `python -m export.reports.default` leaves in `runs/`, and the image BCE baseline needs "
         "`runs/image-vit/bce.onnx` from `python -m export.images.default`: in a fresh clone, run those two "
         "commands first (about 20 + 20 minutes on 2 cores) or those rows are left out with a note.",
         "",

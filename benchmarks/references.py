@@ -4,7 +4,7 @@ The shipped report student is int8 only. To compare int8 with fp32 (and with the
 the same run, the trained student it was exported from is found in runs/ (the folder whose
 student.json matches the manifest's provenance, and whose tokenizer matches the shipped one) and
 used in fp32: the `fp32-model/` folder the export keeps beside it when present, else a re-export with
-export.export_report.export_onnx / write_folder into runs/bench_models/<name>-fp32/ (cached). Nothing here is shipped; it needs the export extra (torch).
+export.reports.onnx.export_onnx / write_folder into runs/bench_models/<name>-fp32/ (cached). Nothing here is shipped; it needs the export extra (torch).
 """
 from __future__ import annotations
 
@@ -59,12 +59,12 @@ def kept_fp32(model_dir: Path, student_dir: Path) -> Path | None:
 
 def report_fp32_reference(model_dir: Path, student_dir: Path) -> Path:
     """The fp32 ONNX reference: the folder the export kept, else runs/bench_models/<name>-fp32 re-exported
-    from the student with export.export_report (rebuilt when the student changes)."""
+    from the student with export.reports.onnx (rebuilt when the student changes)."""
     found = kept_fp32(model_dir, student_dir)
     if found is not None:
         return found
-    from export.export_report import export_onnx, write_folder
-    from export.student import load_student
+    from export.reports.onnx import export_onnx, write_folder
+    from export.reports.student import load_student
 
     manifest = Manifest.read(model_dir)
     out = CACHE / f"{Path(model_dir).name}-fp32"

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.export
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from export import distill, export_report, pseudolabel  # noqa: E402
-from export.student import load_student  # noqa: E402
+from export.reports import distill, pseudolabel  # noqa: E402
+from export.reports import onnx as report_onnx  # noqa: E402
+from export.reports.student import load_student  # noqa: E402
 from radedge.manifest import Manifest  # noqa: E402
 from radedge.reports.labeler import ReportLabeler  # noqa: E402
 
@@ -47,7 +48,7 @@ def built(tmp_path_factory):
                          "--stride", "8", "--include-holdout"]) == 0
     texts = [json.loads(line)["text"] for line in reports.read_text().splitlines()]
     out = tmp / "report-tiny"
-    measured = export_report.export_student(student, out, texts, gate=0.9, card="# tiny\n")
+    measured = report_onnx.export_student(student, out, texts, gate=0.9, card="# tiny\n")
     return tmp, student, out, texts, measured
 
 
@@ -86,7 +87,7 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_length(built):
     _, student, out, _, _ = built
     model, _ = load_student(student)
     fp32 = out.parent / "fp32.onnx"
-    export_report.export_onnx(model, fp32)
+    report_onnx.export_onnx(model, fp32)
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
     for batch, length in ((1, 5), (3, 24)):
         rng = np.random.default_rng(0)
@@ -101,8 +102,8 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_length(built):
 def test_failed_gate_writes_nothing(built, tmp_path):
     _, student, _, texts, _ = built
     out = tmp_path / "never"
-    with pytest.raises(export_report.ExportError, match="gate"):
-        export_report.export_student(student, out, texts[:8], gate=1.01)
+    with pytest.raises(report_onnx.ExportError, match="gate"):
+        report_onnx.export_student(student, out, texts[:8], gate=1.01)
     assert not out.exists()
 
 

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from export.teachers.llm import PROMPT_VERSION, LLMTeacher, parse_answer, AnswerError  # noqa: E402
+from export.reports.teachers.llm import PROMPT_VERSION, LLMTeacher, parse_answer, AnswerError  # noqa: E402
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN  # noqa: E402
 
 MAX_REQUESTS = 200  # the server refuses more: a runaway retry loop fails the test instead of hanging

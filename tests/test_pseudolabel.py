@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from export import pseudolabel  # noqa: E402
-from export.teachers import TeacherLabel  # noqa: E402
+from export.reports import pseudolabel  # noqa: E402
+from export.reports.teachers import TeacherLabel  # noqa: E402
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN  # noqa: E402
 from test_llm_teacher import server  # noqa: E402,F401 (the loopback chat server fixture; tests/ is on sys.path)
 
@@ -118,7 +118,7 @@ def test_sentence_records_follow_their_report(tmp_path):
 
 def test_distill_holds_out_sentences_with_their_report():
     pytest.importorskip("torch")
-    from export.distill import training_records
+    from export.reports.distill import training_records
     from export.splits import is_holdout
 
     held = next(f"CXR{i}" for i in range(1, 200) if is_holdout(f"CXR{i}"))

@@ -28,7 +28,7 @@ import torch
 from radedge.labels import FINDINGS
 
 from .data import Sample, load_pixels, stack_labels
-from .export_image import (FP32_NAME, INT8_AUC_BOUND, QUANT_MODES, export_onnx, onnx_probs, parity, provenance,
+from .onnx import (FP32_NAME, INT8_AUC_BOUND, QUANT_MODES, export_onnx, onnx_probs, parity, provenance,
                            quantize_int8, write_manifest)
 from .metrics import auc_shift, choose_thresholds, max_shift, per_source_metrics
 from .model import ViTSpec, build_model

@@ -33,7 +33,7 @@ FP32_NAME = "model.fp32.onnx"
 
 
 def onnx_probs(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    """`probs` of an image ONNX graph on the CPU, in batches (here, not in export_image, so that
+    """`probs` of an image ONNX graph on the CPU, in batches (here, not in export.images.onnx, so that
     evaluation needs no torch)."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([sess.run(["probs"], {"pixels": pixels[i:i + batch]})[0]

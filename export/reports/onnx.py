@@ -1,6 +1,6 @@
 """Export a trained report student to ONNX, check parity, quantize to int8, gate, and write a model folder.
 
-    python -m export.export_report runs/student -o models/report-student --dev REPORTS [--metrics m.json]
+    python -m export.reports.onnx runs/student -o models/report-student --dev REPORTS [--metrics m.json]
 
 1. ONNX (torch's TorchScript exporter, opset 17): inputs input_ids / attention_mask int64
    [batch, sequence] -> logits float32 [batch, 14, 4], both axes dynamic.
@@ -36,7 +36,7 @@ from radedge.reports.windows import ReportWindows
 
 from .student import TOKENIZER_JSON, ReportStudent, load_student
 
-log = logging.getLogger("export.export_report")
+log = logging.getLogger("export.reports.onnx")
 
 INPUTS = [TensorSpec("input_ids", "int64", ("batch", "sequence")),
           TensorSpec("attention_mask", "int64", ("batch", "sequence"))]
@@ -160,7 +160,7 @@ def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, na
             "training": info.get("history"),
             "commit": git_commit(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "export_command": "python -m export.export_report " + " ".join(sys.argv[1:]),
+            "export_command": "python -m export.reports.onnx " + " ".join(sys.argv[1:]),
             "quantization": {"tool": "onnxruntime.quantization.quantize_dynamic", "per_channel": True,
                              "weight_type": "QInt8", "op_types": ["MatMul", "Gather"] if gather else ["MatMul"]},
             **(provenance or {}),
@@ -183,7 +183,7 @@ def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, na
 
 def read_texts(path: Path, holdout_only: bool = True) -> list[str]:
     """Report texts from a reports .jsonl (id, text); by default only the hold-out reports."""
-    from .splits import is_holdout
+    from ..splits import is_holdout
 
     texts = []
     with open(path, encoding="utf-8") as f:
@@ -196,8 +196,8 @@ def read_texts(path: Path, holdout_only: bool = True) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    p = argparse.ArgumentParser(prog="python -m export.export_report", description=__doc__.split("\n\n")[0])
-    p.add_argument("student", type=Path, help="student folder from export.distill")
+    p = argparse.ArgumentParser(prog="python -m export.reports.onnx", description=__doc__.split("\n\n")[0])
+    p.add_argument("student", type=Path, help="student folder from export.reports.distill")
     p.add_argument("-o", "--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--dev", type=Path, required=True, help="reports .jsonl (id, text) for parity and the gate")
     p.add_argument("--all-dev", action="store_true", help="use every report in --dev, not only the hold-out")

@@ -1,8 +1,8 @@
 """Label a report corpus with the teachers, for distillation.
 
-    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher rules
-    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher llm  --endpoint http://gpu-box:8000/v1 --llm-model NAME
-    python -m export.pseudolabel INPUT -o corpus.jsonl --teacher both --endpoint ... --llm-model ...
+    python -m export.reports.pseudolabel INPUT -o corpus.jsonl --teacher rules
+    python -m export.reports.pseudolabel INPUT -o corpus.jsonl --teacher llm  --endpoint http://gpu-box:8000/v1 --llm-model NAME
+    python -m export.reports.pseudolabel INPUT -o corpus.jsonl --teacher both --endpoint ... --llm-model ...
 
 INPUT is anything `radedge label-reports` reads (radedge.io.readers: CSV, JSONL, .txt folder, Open-i XML).
 Teachers see what the student will read: the FINDINGS / IMPRESSION sections (radedge.reports.sections).
@@ -43,7 +43,7 @@ from radedge.reports.sections import findings_text
 
 from .teachers import TeacherLabel
 
-log = logging.getLogger("export.pseudolabel")
+log = logging.getLogger("export.reports.pseudolabel")
 
 CHUNK = 64
 LLM_WEIGHT = 0.6  # the LLM reads context the rules cannot; on a disagreement it leads, the rules still count
@@ -183,7 +183,7 @@ def provenance(args: argparse.Namespace, teachers: Sequence[Any], argv: Sequence
         "data": data,
         "sentences": bool(args.sentences),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m export.pseudolabel " + " ".join(argv),
+        "command": "python -m export.reports.pseudolabel " + " ".join(argv),
     }
 
 
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m export.pseudolabel", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m export.reports.pseudolabel", description=__doc__.split("\n\n")[0])
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="corpus .jsonl")
     p.add_argument("--teacher", choices=("rules", "llm", "both"), default="rules")

@@ -1,7 +1,7 @@
 """Rebuild the shipped default report model, `models/report-student/`, from one command.
 
-    python -m export.report_default                  # the shipped recipe (MiniLM-initialised student)
-    python -m export.report_default --compare        # also train the DeBERTa-v2 student and ship the better
+    python -m export.reports.default                  # the shipped recipe (MiniLM-initialised student)
+    python -m export.reports.default --compare        # also train the DeBERTa-v2 student and ship the better
 
 Steps: pseudo-label the Open-i dev reports with the rule teacher -> distil each candidate student on
 the reports outside the hold-out (export.splits) -> export ONNX, parity check, int8, gate -> score the
@@ -28,14 +28,15 @@ from typing import Any, Sequence
 from radedge.manifest import Manifest, file_hashes
 from radedge.reports.labeler import ReportLabeler
 
-from . import export_report, pseudolabel
+from . import pseudolabel
 from .gold import OPENI, gold_eval, read_openi
+from .onnx import ExportError, export_student
 
-log = logging.getLogger("export.report_default")
-ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("export.reports.default")
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "report-student"
 WORK = ROOT / "runs" / "report-default"
-DEBERTA_CONFIG = ROOT / "export" / "configs" / "deberta-v2-student"
+DEBERTA_CONFIG = Path(__file__).resolve().parent / "configs" / "deberta-v2-student"
 
 
 def minilm_dir() -> Path:
@@ -48,7 +49,7 @@ def minilm_dir() -> Path:
 
 @dataclass
 class Candidate:
-    """One student recipe: the arguments of `python -m export.distill` beyond corpus and output."""
+    """One student recipe: the arguments of `python -m export.reports.distill` beyond corpus and output."""
 
     name: str
     describe: str
@@ -85,13 +86,13 @@ def f1_block(result: Any) -> dict[str, Any]:
 
 
 def train_all(found: Sequence[Candidate], corpus: Path, args: argparse.Namespace) -> None:
-    """Distil every candidate, each in its own `python -m export.distill` process, all at once
+    """Distil every candidate, each in its own `python -m export.reports.distill` process, all at once
     (one torch thread each by default: on a shared machine two processes get more CPU than one)."""
     procs = []
     for c in found:
         work = args.work / c.name
         work.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "export.distill", str(corpus), "-o", str(work / "student"), *c.args,
+        cmd = [sys.executable, "-m", "export.reports.distill", str(corpus), "-o", str(work / "student"), *c.args,
                "--seed", str(args.seed), "--threads", str(args.threads), "--max-minutes", str(args.max_minutes)]
         log.info("training %s: %s (log %s)", c.name, " ".join(cmd[1:]), work / "distill.log")
         with open(work / "distill.log", "w", encoding="utf-8") as logf:
@@ -108,9 +109,9 @@ def build(candidate: Candidate, dev_texts: list[str], all_texts: list[str], args
     student = work / "student"
     model_dir, fp32_dir = work / "report-student", work / "fp32-model"
     try:
-        measured = export_report.export_student(student, model_dir, dev_texts, name="report-student",
-                                                keep_fp32=fp32_dir, gate=args.gate)
-    except export_report.ExportError as exc:
+        measured = export_student(student, model_dir, dev_texts, name="report-student",
+                                  keep_fp32=fp32_dir, gate=args.gate)
+    except ExportError as exc:
         log.error("%s: export failed: %s", candidate.name, exc)
         candidate.results = {"failed": str(exc)}
         return candidate
@@ -141,10 +142,10 @@ def choose(built: Sequence[Candidate]) -> Candidate:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    for name in ("export.report_default", "export.distill", "export.export_report", "export.pseudolabel"):
+    for name in ("export.reports.default", "export.reports.distill", "export.reports.onnx", "export.reports.pseudolabel"):
         logging.getLogger(name).setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m export.report_default", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m export.reports.default", description=__doc__.split("\n\n")[0])
     p.add_argument("--compare", action="store_true", help="also train the DeBERTa-v2 student; ship the better")
     p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
     p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = args.work / "corpus-rules.jsonl"
     pseudolabel.main([str(args.reports), "-o", str(corpus), "--teacher", "rules", "--sentences", "--overwrite"])
     ids, texts = read_openi(args.reports)
-    from .splits import is_holdout
+    from ..splits import is_holdout
 
     dev_texts = [t for i, t in zip(ids, texts) if is_holdout(i) and t.strip()]
     teacher = f1_block(gold_eval(ReportLabeler.load("rules"), args.reports, args.gold))
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "teacher": "rules (radedge.reports.rules, packaged lexicons); no LLM on this machine",
         "data": {"reports": str(args.reports), "trained_on": "Open-i dev reports outside the export.splits hold-out",
                  "corpus": json.loads((Path(str(corpus) + ".provenance.json")).read_text())},
-        "command": "python -m export.report_default " + " ".join(argv),
+        "command": "python -m export.reports.default " + " ".join(argv),
         "chosen": chosen.name, "threads": args.threads,
     }
     finalize(staged, args.out, metrics, provenance, card(chosen, built, teacher, argv))
@@ -244,7 +245,7 @@ or any decision about a patient.
 
 ## How it was made
 - Teacher: the rule labeler (`radedge.reports.rules`, packaged lexicons). No LLM was available where it
-  was built; `export.pseudolabel --teacher llm|both` takes one (see README, "Training the report model").
+  was built; `export.reports.pseudolabel --teacher llm|both` takes one (see README, "Training the report model").
 - Data: the {s['train_reports']} Open-i dev reports (Indiana University collection, CC BY-NC-ND 4.0 as
   described in shared/data/openi/README.md) outside the `export.splits` hold-out, labelled by the teacher.
 - Student: {chosen.describe}; per-finding attention pooling (one learned query per finding), a linear layer per finding to 4 logits;
@@ -255,11 +256,11 @@ or any decision about a patient.
 - Export: ONNX (opset 17), PyTorch parity max |logit diff| = {r['export']['parity_max_abs_logit_diff']:.2e};
   onnxruntime dynamic int8 (per-channel, MatMul + embedding Gather); int8-vs-fp32 label agreement on the
   hold-out = {r['export']['int8_fp32_label_agreement']:.4f} (gate >= 0.99).
-- Rebuild: `python -m export.report_default {' '.join(argv)}`
+- Rebuild: `python -m export.reports.default {' '.join(argv)}`
 
 ## Held-out accuracy (Open-i dev hold-out, {teacher['reports']} reports never trained on)
 Gold: shared/data/openi/gold-dev.csv (MeSH-derived), positive findings, macro F1 over the mapped
-findings with a gold positive (`radedge.eval`; `python -m export.gold` re-measures it).
+findings with a gold positive (`radedge.eval`; `python -m export.reports.gold` re-measures it).
 
 | labeler | macro F1 |
 |---|---|

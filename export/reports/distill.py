@@ -1,7 +1,7 @@
 """Distil the teachers' pseudo-labels into a small encoder student with 14 four-way heads.
 
-    python -m export.distill corpus.jsonl -o runs/student --base PATH [--layers 3] [--epochs 6]
-    python -m export.distill corpus.jsonl -o runs/deberta --base deberta-config.json --train-tokenizer 4000
+    python -m export.reports.distill corpus.jsonl -o runs/student --base PATH [--layers 3] [--epochs 6]
+    python -m export.reports.distill corpus.jsonl -o runs/deberta --base deberta-config.json --train-tokenizer 4000
 
 `--base` is any Hugging Face encoder folder (weights + tokenizer.json), or a config (folder or
 config.json) that is initialised at random; with `--train-tokenizer N` a WordPiece tokenizer of N
@@ -33,10 +33,10 @@ from radedge.labels import N_CLASSES, N_FINDINGS
 from radedge.reports.sections import findings_text
 from radedge.reports.windows import ReportWindows
 
-from .splits import is_holdout
+from ..splits import is_holdout
 from .student import TOKENIZER_JSON, ReportStudent, load_encoder, save_student
 
-log = logging.getLogger("export.distill")
+log = logging.getLogger("export.reports.distill")
 
 
 # ---- the corpus ---------------------------------------------------------------------------------
@@ -175,8 +175,8 @@ def train(records: Sequence[dict[str, Any]], model: ReportStudent, windows: Repo
 
 # ---- the command --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.distill", description=__doc__.split("\n\n")[0])
-    p.add_argument("corpus", type=Path, help="pseudo-label corpus (.jsonl from export.pseudolabel)")
+    p = argparse.ArgumentParser(prog="python -m export.reports.distill", description=__doc__.split("\n\n")[0])
+    p.add_argument("corpus", type=Path, help="pseudo-label corpus (.jsonl from export.reports.pseudolabel)")
     p.add_argument("-o", "--out", type=Path, required=True, help="student folder to write")
     p.add_argument("--base", required=True, help="Hugging Face encoder folder, or a config folder / config.json")
     p.add_argument("--random-init", action="store_true", help="ignore the base's weights (config only)")
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tokenizer": "trained on the corpus" if args.train_tokenizer else f"{args.base}/tokenizer.json",
         "corpus": str(args.corpus), "train_reports": len(train_recs), "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
-        "history": history, "command": "python -m export.distill " + " ".join(sys.argv[1:] if argv is None else argv),
+        "history": history, "command": "python -m export.reports.distill " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     save_student(model.eval(), args.out, info, tok_path)
     log.info("wrote %s (%.0f s of training)", args.out, history["seconds"])

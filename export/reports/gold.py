@@ -1,6 +1,6 @@
 """Held-out gold numbers for report labelers: the student (int8 / fp32 ONNX) and its teacher, same reports.
 
-    python -m export.gold models/report-student [rules runs/fp32-model ...]
+    python -m export.reports.gold models/report-student [rules runs/fp32-model ...]
 
 Every labeler runs through `ReportLabeler` (the runtime path) on the Open-i dev reports that
 `export.splits` holds out, and is scored by `radedge.eval` against `gold-dev.csv` (positive findings,
@@ -20,9 +20,9 @@ import numpy as np
 from radedge.eval import EvalResult, evaluate, read_gold
 from radedge.reports.labeler import ReportLabeler
 
-from .splits import is_holdout
+from ..splits import is_holdout
 
-OPENI = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "openi"
+OPENI = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "openi"
 
 
 def read_openi(reports: Path) -> tuple[list[str], list[str]]:
@@ -54,7 +54,7 @@ def gold_eval(labeler: ReportLabeler, reports: Path, gold: Path, only_holdout: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.gold", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m export.reports.gold", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", default=["default", "rules"], help="model folders/names, or 'rules'")
     p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
     p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")

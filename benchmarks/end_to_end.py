@@ -16,7 +16,7 @@ from radedge import registry
 from radedge.bench import PeakRss, measure, timed
 
 from .data import rel
-from .variants import Variant
+from .latency import Variant
 
 REPORT_TASK = "report-labels"
 IMAGE_TASK = "image-findings"
@@ -54,7 +54,7 @@ def role_of(variant: Variant) -> str:
 def label_with(variant: Variant | None, texts: Sequence[str], repeats: int,
                threads: int | None) -> tuple[dict[str, Any], np.ndarray]:
     """(row, classes [n, 14]) of one labeler (None: the rule labeler) over `texts`, the whole corpus per
-    timed call. Meant to run in a fresh process (benchmarks.isolation) so its RSS is its own."""
+    timed call. Meant to run in a fresh process (benchmarks.run.fresh) so its RSS is its own."""
     import onnxruntime  # noqa: F401  (imported before the load is timed: an import is not a model load)
 
     with PeakRss() as rss:

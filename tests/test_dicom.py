@@ -271,7 +271,7 @@ def outcome(path) -> tuple[str, str]:
 
 
 def test_corpus_every_file_as_manifest_expects():
-    from benchmarks.dicom_corpus import expected_matches
+    from benchmarks.dicom import expected_matches
 
     root, rows = corpus_rows()
     wrong = [(r["path"], r["expected"], got) for r in rows

@@ -178,7 +178,7 @@ def test_chexpert_phrase_files_are_verbatim_copies() -> None:
         assert (root / path.relative_to(source)).read_bytes() == path.read_bytes(), path
 
 
-# Measured with `python -m benchmarks.rules_accuracy`: macro F1 0.801 (11 mapped findings), ChestX-ray8
+# Measured with `python -m benchmarks.accuracy rules`: macro F1 0.801 (11 mapped findings), ChestX-ray8
 # six-finding mean 0.903. The floors sit a little below, so a regression fails.
 OPENI_MACRO_F1_FLOOR = 0.79
 OPENI_SIX_MEAN_FLOOR = 0.89

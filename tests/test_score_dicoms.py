@@ -184,7 +184,7 @@ def test_kill_and_resume(tiny_image_model, tmp_path):
 
 
 def test_whole_corpus_as_manifest_expects(tiny_image_model, tmp_path):
-    from benchmarks.dicom_corpus import mismatches, read_manifest
+    from benchmarks.dicom import mismatches, read_manifest
 
     root = need_data("dicom")
     out = tmp_path / "corpus.csv"

@@ -15,7 +15,7 @@ Top level (format "radedge-benchmarks", version 1):
 - `end_to_end`: rows {task, name, role ("default" | "alternative" | "peer"), engine, precision, what,
   items, seconds, throughput_per_s, ratio_vs_default, source}: texts/pixels in, labels out;
 - `accuracy`: rows {task, model, split, n, metric, value, per_finding, source};
-- `dicom`: what benchmarks/dicom_throughput.py and dicom_memory.py returned ({} if absent);
+- `dicom`: what benchmarks/dicom.py's throughput() and memory() returned ({} if absent);
 - `roofline`: rows {model, precision, engine, what, flops_per_item, throughput_per_s, achieved_gops,
   peak_gops, fraction_of_peak};
 - `notes`: strings (what was not measured and why); `errors`: [{section, error}]; `sections_s`: seconds

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.readme RESULTS.json [--readme README.md]`: regenerate the README's performance block.
+"""`python -m benchmarks.report RESULTS.json [--readme README.md]`: regenerate the README's performance block.
 
 Only the text between `<!-- SECTION:performance -->` and `<!-- /SECTION:performance -->` is rewritten,
 from the results file alone, so every figure there can be traced to one run of `python -m benchmarks`.
@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 from radedge.bench import describe_machine
 
-from .data import ROOT
+from ..data import ROOT
 from .plots import reference_sequence
 
 SECTION = "performance"
@@ -129,7 +129,7 @@ def dicom_lines(results: dict[str, Any]) -> list[str]:
     memory = dicom.get("memory") or []
     if memory:
         lines += ["", "Peak memory of `radedge score-dicoms` against folder size (small DICOM files, main process "
-                  "and the whole process tree with its decoding workers; `benchmarks/dicom_memory.py`):", ""]
+                  "and the whole process tree with its decoding workers; `python -m benchmarks.dicom memory`):", ""]
         lines.append(markdown_table([(m["files"], m["workers"], m["seconds"], m["files_per_s"], m["peak_main_mb"],
                                       m["peak_tree_mb"]) for m in memory],
                                     ["files", "workers", "seconds", "files/s", "peak RSS main MiB",
@@ -154,14 +154,14 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
     parts = [
         "## Performance",
         "",
-        f"Generated from `{_rel(results_path, readme_dir)}` by `python -m benchmarks.readme`; do not edit by hand. "
+        f"Generated from `{_rel(results_path, readme_dir)}` by `python -m benchmarks.report`; do not edit by hand. "
         f"Reproduce on your machine with `{' '.join(results.get('command', ['python', '-m', 'benchmarks']))}` "
         f"(this run: {results.get('wall_s', 0) / 60:.1f} min wall time, {results.get('created')}, commit "
         f"`{results.get('git_commit')}`).",
         "",
         "```bash",
         "python -m benchmarks --out benchmarks/results          # everything below, one command (--quick: smoke run)",
-        "python -m benchmarks.readme benchmarks/results/results.json   # regenerate this block",
+        "python -m benchmarks.report benchmarks/results/results.json   # regenerate this block",
         "radedge bench --task reports --batch-sizes 1,8,32 --inputs reports.csv   # installed models, no checkout",
         "radedge bench --device cuda --backend tensorrt        # the same on a GPU",
         "```",
@@ -199,7 +199,7 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
                   roofline_table(results), ""]
     dicom = dicom_lines(results)
     if dicom:
-        parts += [f"**DICOM scoring** (full-size radiographs, stage by stage, by `benchmarks/dicom_throughput.py`; "
+        parts += [f"**DICOM scoring** (full-size radiographs, stage by stage, by `python -m benchmarks.dicom throughput`; "
                   f"model {results['dicom'].get('model')}):", "", *dicom, ""]
     if imp:
         loads = "; ".join(f"{m['label']} {m['load_s'] * 1e3:.0f} ms ({m['model_bytes'] / 2**20:.1f} MiB graph)"
@@ -230,7 +230,7 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json written by python -m benchmarks")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)

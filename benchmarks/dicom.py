@@ -149,7 +149,7 @@ def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, worke
     import pydicom
     from pydicom.uid import generate_uid
 
-    from radedge.commands.score_dicoms import CSV_COLUMNS, score_folder
+    from radedge.pipelines.dicoms import CSV_COLUMNS, score_into
     from radedge.io.records import RecordWriter
 
     with tempfile.TemporaryDirectory(prefix="radedge-bench-") as tmp:
@@ -164,7 +164,7 @@ def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, worke
         ticks: list[float] = []  # when each file's result reached the main process
         with RecordWriter(Path(tmp) / "out.csv", CSV_COLUMNS, resume=False) as writer:
             t0 = time.perf_counter()
-            summary = score_folder(scorer, root, writer, workers=workers,
+            summary = score_into(scorer, root, writer, workers=workers,
                                    progress=lambda _: ticks.append(time.perf_counter()))
             seconds = time.perf_counter() - t0
     n = copies * len(files)
@@ -318,7 +318,7 @@ def mismatches(records: Iterable[Mapping[str, Any]], manifest: Mapping[str, Mapp
 
 def corpus(model: str = "default", workers: int = 2) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """(records of every corpus file, MANIFEST.csv rows by path)."""
-    from radedge.commands.score_dicoms import CSV_COLUMNS, score_folder
+    from radedge.pipelines.dicoms import CSV_COLUMNS, score_into
     from radedge.io.records import RecordWriter
 
     scorer, label = load_scorer(model)
@@ -326,7 +326,7 @@ def corpus(model: str = "default", workers: int = 2) -> tuple[list[dict[str, Any
     with tempfile.TemporaryDirectory(prefix="radedge-corpus-") as tmp:
         out = Path(tmp) / "corpus.csv"
         with RecordWriter(out, CSV_COLUMNS, resume=False) as writer:
-            summary = score_folder(scorer, DATA, writer, workers=workers)
+            summary = score_into(scorer, DATA, writer, workers=workers)
         with open(out, newline="") as fh:
             records = list(csv.DictReader(fh))
     print(f"score_folder: {summary.line()}")

@@ -133,7 +133,7 @@ class ChexbertSized:
 
 def chexbert_csv(input_csv: Path, output_csv: Path, model: ChexbertSized, chunk: int = 256) -> dict[str, Any]:
     """The CheXbert-sized model over the same CSV, through the same reader and record writer."""
-    from radedge.commands.label_reports import CSV_COLUMNS, report_cell
+    from radedge.pipelines.reports import CSV_COLUMNS, report_cell
     from radedge.io.readers import read_reports
     from radedge.io.records import RecordWriter
     from radedge.reports.labeler import decode_report

@@ -74,6 +74,35 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class Progress:
+    """A progress bar on stderr, opened on first use, so a run that fails before its first item
+    prints only its error line. `write` prints a line above the bar (even when the bar is off)."""
+
+    def __init__(self, unit: str, quiet: bool, **options: Any) -> None:
+        self.unit, self.quiet, self.options = unit, quiet, options
+        self.bar: Any = None
+
+    def _open(self) -> Any:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit=self.unit, file=sys.stderr, disable=self.quiet, dynamic_ncols=True, **self.options)
+        return self.bar
+
+    def update(self, n: int = 1) -> None:
+        self._open().update(n)
+
+    def write(self, line: str) -> None:
+        self._open().write(line, file=sys.stderr)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def model_options(default_model: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--model / --backend / --device / --threads, shared by every command that runs a model."""
     from .backends import BACKENDS, DEVICES

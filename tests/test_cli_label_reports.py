@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from conftest import need_data
 
 from radedge.cli import main
-from radedge.commands.label_reports import CSV_COLUMNS
+from radedge.pipelines.reports import CSV_COLUMNS
 from radedge.labels import FINDINGS
 from radedge.reports.labeler import ReportLabeler
 

@@ -18,7 +18,7 @@ from conftest import need_data
 from dicom_factory import make_dataset, ramp, write, write_image, write_raw_dataset, write_sr, write_truncated
 
 from radedge.cli import main
-from radedge.commands.score_dicoms import CSV_COLUMNS
+from radedge.pipelines.dicoms import CSV_COLUMNS
 from radedge.labels import FINDINGS
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -180,22 +180,29 @@ class ImageScorer:
             results.append(result)
         return results
 
+    def stream(self, prepared: Iterable[PreparedImage], ordered: bool = True) -> Iterator[ImageResult]:
+        """Results of prepared inputs, inference batch_size ready images at a time (the one
+        batching rule of the runtime). ordered=True keeps input order; ordered=False yields a
+        skipped or failed input at once instead of holding it behind the batch it arrived in."""
+        batch: list[PreparedImage] = []
+        ready = 0  # inputs in `batch` ready to score (a long run of skipped files must not make this quadratic)
+        for item in prepared:
+            if not ordered and item.status != "scored":
+                yield from self.finish([item])
+                continue
+            batch.append(item)
+            ready += item.status == "scored"
+            if ready >= self.batch_size:
+                yield from self.finish(batch)
+                batch, ready = [], 0
+        yield from self.finish(batch)
+
     def __call__(self, inputs: str | os.PathLike | np.ndarray | Iterable[str | os.PathLike | np.ndarray]
                  ) -> list[ImageResult]:
         """Score DICOM / PNG / JPEG paths and 2-D arrays; one ImageResult per input, in order."""
         if isinstance(inputs, (str, os.PathLike)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 2):
             inputs = [inputs]
-        results: list[ImageResult] = []
-        batch: list[PreparedImage] = []
-        ready = 0  # inputs in `batch` ready to score (a long run of skipped files must not make this quadratic)
-        for i, item in enumerate(inputs):
-            name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
-            batch.append(self.prepare(item, name=name))
-            ready += batch[-1].status == "scored"
-            if ready >= self.batch_size:
-                results += self.finish(batch)
-                batch, ready = [], 0
-        return results + self.finish(batch)
-
+        return list(self.stream(self.prepare(item, name=f"array[{i}]" if isinstance(item, np.ndarray) else str(item))
+                                for i, item in enumerate(inputs)))
 
 __all__ = ["IMAGE_SUFFIXES", "ImageResult", "ImageScorer", "PreparedImage", "array_to_grey", "prepare_input"]

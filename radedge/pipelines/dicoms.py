@@ -1,0 +1,176 @@
+"""Score every chest radiograph in a folder (a PACS export) into a record sink, resuming.
+
+    >>> from radedge.pipelines import score_folder
+    >>> summary = score_folder("/data/pacs_export", "scores.csv")
+    >>> summary.scored, summary.skipped, summary.failed
+
+This is what `radedge score-dicoms` runs. The folder is walked as a stream (sorted per directory);
+worker processes read, decode and preprocess files (`workers.prepared_stream`) while this process
+runs batched inference (`ImageScorer.stream`) and appends one record per file: scored images with
+Study / Series / SOP Instance UIDs, 14 probabilities and thresholded labels, and a separate record
+for every skipped or failed file (status, reason, error type). At most ``batch_size + 4 * workers``
+files are in flight, so memory does not grow with the folder.
+
+Resume: records are appended and flushed one by one (`RecordWriter`); re-running on the same output
+skips every path already recorded and every SOP Instance UID already scored, so a run killed at
+any moment and started again ends with each file recorded exactly once. A second copy of an
+already-scored SOP instance under another path is recorded as skipped (duplicate).
+
+`score_files` is the per-batch step (paths in, output records out) a distributed engine can map.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from ..images.scorer import ImageResult, ImageScorer, PreparedImage, prepare_input
+from ..images.walk import walk_files
+from ..io.records import RecordWriter, output_format
+from ..labels import FINDINGS
+from .workers import Job, prepared_stream
+
+ID_COLUMNS = ["path", "status", "study_uid", "series_uid", "sop_uid"]
+LABEL_PREFIX = "label:"
+TAIL_COLUMNS = ["reason", "error_type"]
+CSV_COLUMNS = ID_COLUMNS + list(FINDINGS) + [LABEL_PREFIX + f for f in FINDINGS] + TAIL_COLUMNS
+DEFAULT_VIEWS = "PA,AP"
+
+
+def default_workers() -> int:
+    """Decoding processes when not told: two at most (the model's own threads need the rest)."""
+    return min(2, os.cpu_count() or 1)
+
+
+def to_record(result: ImageResult, flat: bool) -> dict[str, Any]:
+    """One output record: flat columns for CSV (probabilities under the finding names, labels under
+    'label:<finding>'), nested 'probabilities' / 'labels' objects for JSONL."""
+    record: dict[str, Any] = {"path": result.source, "status": result.status, "study_uid": result.study_uid,
+                              "series_uid": result.series_uid, "sop_uid": result.sop_uid}
+    probs = result.findings()
+    labels = dict(zip(FINDINGS, (int(v) for v in result.labels))) if result.labels is not None else {}
+    if flat:
+        record.update({f: f"{p:.6f}" for f, p in probs.items()})
+        record.update({LABEL_PREFIX + f: v for f, v in labels.items()})
+    elif probs:
+        record["probabilities"] = {f: round(p, 6) for f, p in probs.items()}
+        record["labels"] = labels
+    record["reason"], record["error_type"] = result.reason, result.error_type
+    return record
+
+
+def score_files(scorer: ImageScorer, paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
+                flat: bool = False) -> list[dict[str, Any]]:
+    """One batch: DICOM file paths in, one output record each out, in order (`names` are the
+    recorded paths; default the paths as given). Pictures are skipped, as in a folder scan."""
+    names = [str(p) for p in paths] if names is None else list(names)
+    prepared = (prepare_input(path, scorer.spec, scorer.views, name=name, images=False)
+                for path, name in zip(paths, names))
+    return [to_record(result, flat) for result in scorer.stream(prepared)]
+
+
+@dataclass
+class Summary:
+    scored: int = 0
+    skipped: int = 0
+    failed: int = 0
+    resumed: int = 0  # records already in the output when the run started
+
+    def count(self, status: str) -> None:
+        if status == "scored":
+            self.scored += 1
+        elif status == "skipped":
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+    def line(self) -> str:
+        return (f"scored {self.scored}, skipped {self.skipped}, failed {self.failed}"
+                + (f" (including {self.resumed} records from an earlier run)" if self.resumed else ""))
+
+
+def _deduplicated(prepared: Iterable[PreparedImage], scored_sops: dict[str, str]) -> Iterator[PreparedImage]:
+    """A ready image whose SOP Instance UID another path already scored becomes a 'duplicate' skip."""
+    for item in prepared:
+        if item.status == "scored" and item.sop_uid:
+            first = scored_sops.setdefault(item.sop_uid, item.source)
+            if first != item.source:
+                item = PreparedImage(item.source, status="skipped", study_uid=item.study_uid,
+                                     series_uid=item.series_uid, sop_uid=item.sop_uid,
+                                     reason=f"duplicate SOP Instance UID (already scored as {first})",
+                                     error_type="SkippedInput")
+        yield item
+
+
+def _counted(items: Iterable[PreparedImage], progress: Callable[[int], None] | None) -> Iterator[PreparedImage]:
+    for item in items:
+        yield item
+        if progress is not None:
+            progress(1)
+
+
+def score_into(scorer: ImageScorer, root: Path, writer: RecordWriter, workers: int = 0,
+               progress: Callable[[int], None] | None = None,
+               on_error: Callable[[ImageResult], None] | None = None) -> Summary:
+    """Score every file under `root` into `writer`, skipping what the writer already holds."""
+    flat = writer.format == ".csv"
+    summary = Summary()
+    done_paths: set[str] = set()
+    scored_sops: dict[str, str] = {}  # SOP Instance UID -> path that scored it
+    for rec in writer.existing:
+        done_paths.add(str(rec.get("path", "")))
+        summary.count(str(rec.get("status", "")))
+        if rec.get("status") == "scored" and rec.get("sop_uid"):
+            scored_sops[str(rec["sop_uid"])] = str(rec.get("path", ""))
+    summary.resumed = len(writer.existing)
+
+    def jobs() -> Iterator[Job]:
+        for path in walk_files(root):
+            name = path.relative_to(root).as_posix()
+            if name not in done_paths:
+                yield name, str(path), scorer.spec, scorer.views
+
+    prepared = prepared_stream(jobs(), workers, in_flight=scorer.batch_size + 4 * max(workers, 1))
+    # ordered=False: a skipped or failed file is recorded at once, not held behind a batch.
+    for result in scorer.stream(_counted(_deduplicated(prepared, scored_sops), progress), ordered=False):
+        writer.write(to_record(result, flat))
+        summary.count(result.status)
+        if result.status == "error" and on_error is not None:
+            on_error(result)
+    return summary
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
+                 model: str | os.PathLike | ImageScorer = "default", *, backend: str = "onnxruntime",
+                 device: str = "cpu", threads: int | None = None, batch_size: int = 8,
+                 views: str | Iterable[str] | None = DEFAULT_VIEWS, workers: int | None = None,
+                 overwrite: bool = False, progress: Callable[[int], None] | None = None,
+                 on_error: Callable[[ImageResult], None] | None = None) -> Summary:
+    """Score the chest radiographs under `folder` (recursively) into `output` (.csv or .jsonl),
+    exactly as `radedge score-dicoms` does; an existing output is resumed unless `overwrite`.
+
+    `model` is a name, "default", a folder, or a loaded ImageScorer (then backend, device, threads,
+    batch_size and views are its own). `views`: allowed ViewPosition values ("PA,AP", "all").
+    `workers`: decoding processes (default: min(2, CPUs); 0 = in this process). Problems with the
+    run as a whole (an output inside the folder, a missing model) raise before anything is written.
+    """
+    folder, output = Path(folder), Path(output)
+    output_format(output)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    if _inside(output, folder):
+        raise ValueError(f"{output}: the output must not be inside the scanned folder {folder}")
+    workers = default_workers() if workers is None else workers
+    scorer = model if isinstance(model, ImageScorer) else ImageScorer.load(
+        model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views)
+    with RecordWriter(output, CSV_COLUMNS, resume=not overwrite) as writer:
+        return score_into(scorer, folder, writer, workers=workers, progress=progress, on_error=on_error)
+
+
+__all__ = ["CSV_COLUMNS", "Summary", "default_workers", "score_files", "score_folder", "score_into", "to_record"]

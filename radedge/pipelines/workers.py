@@ -1,0 +1,76 @@
+"""Read, decode and preprocess files in worker processes, results in order, a bounded number in flight.
+
+The only process pool of the runtime: `score_folder` feeds it jobs and runs inference on what
+comes back in the main process, so decoding (CPU-bound, in C libraries that may crash) never
+blocks the model and a decoder crash costs one file, not the run.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Iterator, Mapping
+
+from ..images.scorer import PreparedImage, prepare_input
+
+# (name recorded for the file, path, the model's preprocess spec, allowed views or None for all)
+Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None"]
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per worker; the pool is the parallelism
+
+
+def prepare_job(job: Job) -> PreparedImage:
+    """Worker entry point: read + decode + preprocess one file (DICOM only: pictures are skipped)."""
+    name, path, spec, views = job
+    return prepare_input(path, spec, views, name=name, images=False)
+
+
+def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterator[PreparedImage]:
+    """prepare_job over `jobs`, results in job order, at most `in_flight` submitted and not yet taken.
+
+    workers=0 prepares in this process. A worker that dies (a decoder crash) costs the file at the
+    head of the queue an error record; the pool is restarted for the rest.
+    """
+    if workers == 0:
+        yield from map(prepare_job, jobs)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+
+    pool = new_pool()
+    pending: deque[tuple[Job, Future[PreparedImage]]] = deque()
+
+    def take() -> PreparedImage:
+        nonlocal pool
+        job, future = pending.popleft()
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = new_pool()
+            retry = [j for j, _ in pending]
+            pending.clear()
+            for j in retry:
+                pending.append((j, pool.submit(prepare_job, j)))
+            return PreparedImage(job[0], status="error", reason="worker process died while reading this file",
+                                 error_type="BrokenProcessPool")
+
+    try:
+        for job in jobs:
+            pending.append((job, pool.submit(prepare_job, job)))
+            if len(pending) >= in_flight:
+                yield take()
+        while pending:
+            yield take()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["Job", "prepare_job", "prepared_stream"]

@@ -165,7 +165,7 @@ def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, worke
         with RecordWriter(Path(tmp) / "out.csv", CSV_COLUMNS, resume=False) as writer:
             t0 = time.perf_counter()
             summary = score_into(scorer, root, writer, workers=workers,
-                                   progress=lambda _: ticks.append(time.perf_counter()))
+                                 progress=lambda _: ticks.append(time.perf_counter()))
             seconds = time.perf_counter() - t0
     n = copies * len(files)
     # steady state: from the first file's arrival (worker start-up and first decode excluded) to the end

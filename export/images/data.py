@@ -16,7 +16,6 @@ exactly as it was trained; augmentation acts on the 2-D [0, 1] image before that
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -31,11 +30,11 @@ from radedge.labels import (CHESTXRAY14_TO_CHEXPERT, COVID_FINDING_TO_CHEXPERT, 
                             N_FINDINGS, PEDIATRIC_TO_CHEXPERT, csv_to_class, map_chestxray14, POSITIVE,
                             NEGATIVE, UNCERTAIN, BLANK)
 
+from ..splits import VAL_PERCENT, is_validation, partition
+
 # shared/data/images beside the checkout, or under $RADEDGE_SHARED (as tests/conftest.py finds it).
 DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) \
     / "data" / "images"
-SPLIT_SALT = "radedge-image-split-v1:"
-VAL_PERCENT = 20
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 # NIH findings implied by others (shared/data/images/README.md): these also make the lung opaque.
 _NIH_OPACITY = ("Pneumonia", "Consolidation", "Edema")
@@ -164,19 +163,9 @@ def load_sources(images_root: Path, names: Sequence[str] = ("nih", "pediatric", 
 
 
 # ---- patient-level split -------------------------------------------------------------------------
-def is_validation(source: str, patient: str, percent: int = VAL_PERCENT) -> bool:
-    """Deterministic patient-level assignment (sha256 of source and patient id, own salt)."""
-    digest = hashlib.sha256(f"{SPLIT_SALT}{source}:{patient}".encode("utf-8")).hexdigest()
-    return int(digest, 16) % 100 < percent
-
-
 def split_by_patient(samples: Iterable[Sample], percent: int = VAL_PERCENT) -> tuple[list[Sample], list[Sample]]:
-    """(train, validation): every image of a patient lands on the same side."""
-    train: list[Sample] = []
-    val: list[Sample] = []
-    for s in samples:
-        (val if is_validation(s.source, s.patient, percent) else train).append(s)
-    return train, val
+    """(train, validation): every image of a patient lands on the same side (export.splits.is_validation)."""
+    return partition(samples, lambda s: is_validation(s.source, s.patient, percent))
 
 
 # ---- reading and augmentation ----------------------------------------------------------------------

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -24,6 +23,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from radedge.labels import FINDINGS
 from radedge.manifest import Manifest, TensorSpec, file_hashes
 
+from ..common import git_commit
 from .evaluate import FP32_NAME, onnx_probs
 from .model import ImageViT, ProbsWrapper
 
@@ -90,14 +90,6 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, mode: str = "s
     finally:
         prepared.unlink(missing_ok=True)
     return out
-
-
-def git_commit(repo: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write_manifest(folder: Path, name: str, size: int, preprocess: dict[str, Any], precision: str,

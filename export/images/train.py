@@ -23,6 +23,7 @@ import torch
 
 from radedge.labels import FINDINGS
 
+from ..common import seed_everything
 from .data import DEFAULT_IMAGES, Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
 from .gls import gls_loss
 from .model import ImageViT, ViTSpec, build_model
@@ -56,11 +57,6 @@ class TrainConfig:
         d = asdict(self)
         d["spec"] = self.spec.to_dict()
         return d
-
-
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from radedge.labels import N_CLASSES, N_FINDINGS
 from radedge.reports.sections import findings_text
 from radedge.reports.windows import ReportWindows
 
+from ..common import seed_everything
 from ..splits import is_holdout
 from .student import TOKENIZER_JSON, ReportStudent, load_encoder, save_student
 
@@ -113,12 +113,6 @@ def load_tokenizer(path: Path):
 
 
 # ---- training -----------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def soft_cross_entropy(logits: torch.Tensor, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """mean over rows and findings of weight * (-sum_k q_k log p_k)."""
     logp = torch.log_softmax(logits, dim=-1)

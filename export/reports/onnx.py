@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from radedge.manifest import Manifest, TensorSpec, file_hashes
 from radedge.reports.labeler import ReportLabeler
 from radedge.reports.windows import ReportWindows
 
+from ..common import git_commit
 from .student import TOKENIZER_JSON, ReportStudent, load_student
 
 log = logging.getLogger("export.reports.onnx")
@@ -104,17 +104,6 @@ def label_agreement(a: ReportLabeler, b: ReportLabeler, texts: Sequence[str]) ->
     ca = np.stack([r.classes for r in a(texts)])
     cb = np.stack([r.classes for r in b(texts)])
     return float((ca == cb).mean())
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "radedge"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, name: str | None = None,

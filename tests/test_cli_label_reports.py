@@ -270,3 +270,24 @@ def test_output_folder_is_created(tmp_path: Path, mixed_folder: Path) -> None:
     out = tmp_path / "new" / "dir" / "labels.csv"
     assert run(mixed_folder, "-o", out, "--model", "rules", "--quiet").exit_code == 1
     assert out.is_file()
+
+
+def test_jsonl_records_carry_evidence_into_the_text_as_read(tmp_path: Path) -> None:
+    """JSONL records gain `evidence` (report offsets, through sections, CRLF and non-ASCII text);
+    the CSV keeps exactly the CheXpert columns."""
+    texts = ["INDICATION: r/o pneumonia\r\nFINDINGS: Caf\u00e9 \u0130\u0130 stable. No pneumothorax.\r\n"
+             "Small left pleural effusion.\r\n\r\nIMPRESSION: Possible edema.",
+             "FINDINGS: The lungs are clear.\nIMPRESSION: Normal chest."]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    r = run(src, "--text-field", "text", "-o", out, "--model", "rules")
+    assert r.exit_code == 0, r.output
+    first, second = read_jsonl(out)
+    ev = {f: [texts[0][s:e] for s, e in spans] for f, spans in first["evidence"].items()}
+    assert ev == {"Edema": ["Possible", "edema"], "Pneumothorax": ["No", "pneumothorax"],
+                  "Pleural Effusion": ["effusion"]}
+    assert [texts[1][s:e] for s, e in second["evidence"]["No Finding"]] == ["The lungs are clear.", "Normal chest."]
+    csv_out = tmp_path / "out.csv"
+    assert run(src, "--text-field", "text", "-o", csv_out, "--model", "rules").exit_code == 0
+    assert list(read_csv(csv_out)[0]) == CSV_COLUMNS

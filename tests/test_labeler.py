@@ -64,6 +64,12 @@ def test_rules_labels_probs_and_rates(rules: ReportLabeler) -> None:
         assert np.array_equal(r.probs.argmax(-1), r.classes)  # one-hot
         assert np.allclose(r.rates, gls_rates(r.probs)) and r.rates.dtype == np.float32
         assert list(r.labels) == list(FINDINGS)
+        # evidence: exactly the labelled findings, each with spans into the report as given
+        assert set(r.evidence) == {f for f, v in r.labels.items() if v is not None}
+        text = REPORTS[r.id]
+        assert all(0 <= s < e <= len(text) for spans in r.evidence.values() for s, e in spans)
+    [(s, e)] = [span for span in effusion.evidence["Pleural Effusion"]]
+    assert REPORTS[0][s:e].lower().endswith("effusion")
 
 
 def test_empty_and_unreadable_reports_are_blank_not_fatal(rules: ReportLabeler) -> None:

@@ -209,3 +209,43 @@ def test_lexicon_regexes_are_lowered_outside_escapes() -> None:
     from radedge.reports.rules import _lower
 
     assert _lower(r"CHF\W+\S Heart") == r"chf\W+\S heart"
+
+
+# ---- evidence: offsets of the deciding mention and its cue ------------------------------------------
+@pytest.mark.parametrize("text, finding, expected", [
+    ("No pneumothorax.", "Pneumothorax", ["No", "pneumothorax"]),
+    ("Small left pleural effusion.", "Pleural Effusion", ["effusion"]),
+    ("Possible\r\nright lower lobe pneumonia.", "Pneumonia", ["Possible", "pneumonia"]),
+    ("Caf\u00e9 \u0130\u0130 au lait.  The   heart is\n enlarged.", "Cardiomegaly", ["The   heart", "enlarged"]),
+    ("A small effusion is not excluded.", "Pleural Effusion", ["effusion", "is not excluded"]),
+    ("Findings suggest CHF.", "Cardiomegaly", ["CHF"]),  # CheXpert's heart failure -> uncertain Cardiomegaly
+    ("No effusion. Large left effusion.", "Pleural Effusion", ["effusion"]),  # only the mention that decided
+])
+def test_evidence_points_at_mention_and_cue(rules: RuleLabeler, text: str, finding: str, expected: list[str]) -> None:
+    classes, evidence = rules.label(text)
+    assert np.array_equal(classes, rules.classify(text))
+    i = FINDINGS.index(finding)
+    assert [text[s:e] for s, e in evidence[i]] == expected
+    assert evidence[i] == sorted(evidence[i])
+    if finding == "Pleural Effusion" and text.startswith("No effusion"):
+        assert evidence[i][0][0] > text.index(".")  # the later, positive mention
+
+
+def test_evidence_for_every_labelled_finding_on_openi(rules: RuleLabeler) -> None:
+    path = need_data("openi", "reports.jsonl")
+    with path.open(encoding="utf-8") as f:
+        reports = [json.loads(line) for line in f][:400]
+    for r in reports:
+        text = findings_text(r["text"])
+        classes, evidence = rules.label(text)
+        labelled = {i for i, c in enumerate(classes.tolist()) if c != BLANK}
+        assert set(evidence) == labelled, r["id"]
+        for spans in evidence.values():
+            assert spans and all(0 <= s < e <= len(text) and text[s:e].strip() for s, e in spans)
+
+
+def test_no_finding_evidence_is_the_text_read(rules: RuleLabeler) -> None:
+    text = "Lungs are clear.  \n"
+    classes, evidence = rules.label(text)
+    assert classes[FINDINGS.index("No Finding")] == P
+    assert evidence == {0: [(0, len("Lungs are clear."))]}

@@ -52,3 +52,33 @@ def test_openi_reports_keep_findings_and_impression() -> None:
     for r in reports:
         want = "\n\n".join(part for part in (r["findings"], r["impression"]) if part)
         assert findings_text(r["text"]) == want, r["id"]
+
+
+@pytest.mark.parametrize("text", [
+    "COMPARISON: None.\r\n\r\nINDICATION: rule out pneumonia\r\n\r\nFINDINGS: Small effusion.\r\n\r\nIMPRESSION: Effusion.",
+    "  Heart size: normal. Lungs clear.\nNo effusion.  ",
+    "INDICATION: pneumonia?\nPA AND LATERAL VIEWS OF THE CHEST:\nLungs are clear.\nNOTE: caf\u00e9.",
+    "", "FINDINGS:\n\nIMPRESSION:",
+])
+def test_read_text_offsets_are_the_report_s(text: str) -> None:
+    from radedge.reports.sections import SEPARATOR, read_text
+
+    read = read_text(text)
+    assert read.text == findings_text(text)
+    assert SEPARATOR.join(text[s:e] for s, e in read.spans) == read.text
+    for (s, e), start in zip(read.spans, read.starts):  # every part maps back onto itself
+        assert read.to_report(start, start + e - s) == [(s, e)]
+    if read.text:  # a range over the separator gives one span per section, separators dropped
+        assert read.to_report(0, len(read.text)) == list(read.spans)
+        assert read.to_report(3, 3) == []
+
+
+def test_read_text_maps_a_word_back() -> None:
+    from radedge.reports.sections import read_text
+
+    text = "HISTORY: cough\r\nFINDINGS: no effusion\r\nIMPRESSION: \u0130\u0130 normal"
+    read = read_text(text)
+    for word in ("effusion", "normal"):
+        i = read.text.index(word)
+        [(s, e)] = read.to_report(i, i + len(word))
+        assert text[s:e] == word

@@ -157,3 +157,49 @@ def test_combine_reports_groups_windows_by_owner() -> None:
 def test_softmax_rows_sum_to_one() -> None:
     p = softmax(np.array([[1000.0, 0.0, -1000.0, 3.0]]))
     assert np.isfinite(p).all() and p.sum() == pytest.approx(1.0)
+
+
+# ---- token offsets back into the report (evidence for the student) --------------------------------
+OFFSET_REPORTS = [
+    "INDICATION: possible pneumonia\r\n\r\nFINDINGS: small left pleural effusion.\r\n"
+    "IMPRESSION: small effusion, no pneumothorax.",
+    "Café au lait: İİ small left pleural effusion.\nno pneumothorax",  # non-ASCII, no header
+    "  FINDINGS:\n\n   " + LONG,  # several windows
+]
+
+
+@pytest.mark.parametrize("template", [False, True])
+def test_window_offsets_point_into_the_report(tokenizer_file: Path, template: bool) -> None:
+    w = windows_for(tokenizer_file, max_length=16, stride=4, template=template)
+    windows = w.encode_with_offsets(OFFSET_REPORTS)
+    assert [x.ids.tolist() for x in windows] == [x.ids.tolist() for x in w.encode(OFFSET_REPORTS)]
+    plain = Tokenizer.from_file(str(tokenizer_file))  # the same tokenizer, without windows or specials
+    seen = {i: [] for i in range(len(OFFSET_REPORTS))}
+    for window in windows:
+        assert window.offsets is not None and window.offsets.shape == (len(window), 2)
+        report = OFFSET_REPORTS[window.owner]
+        for token_id, (start, end) in zip(window.ids.tolist(), window.offsets.tolist()):
+            if start < 0:
+                assert template and plain.id_to_token(token_id) in ("[CLS]", "[SEP]")
+                continue
+            piece = report[start:end]
+            # the token is the report's text there, as the tokenizer normalised it (lower case, no accents)
+            token = plain.id_to_token(token_id)
+            if token != "[UNK]":
+                assert plain.normalizer.normalize_str(piece) == token.removeprefix("##"), (piece, token)
+            seen[window.owner].append(piece)
+    assert "pneumonia" not in "".join(seen[0])  # the indication was not read, and no offset points there
+    assert "effusion" in seen[0] and "pneumothorax" in seen[0]
+
+
+def test_report_offsets_split_by_section() -> None:
+    from radedge.reports.sections import read_text
+    from radedge.reports.windows import report_offsets
+
+    report = "HISTORY: cough\nFINDINGS: no effusion\nIMPRESSION: normal"
+    read = read_text(report)
+    assert read.text == "no effusion\n\nnormal"
+    out = report_offsets(read, [(0, 0), (3, 11), (13, 19)], [1, 0, 0])
+    assert out[0].tolist() == [-1, -1]
+    assert report[out[1, 0]:out[1, 1]] == "effusion"
+    assert report[out[2, 0]:out[2, 1]] == "normal"

@@ -59,6 +59,7 @@ class ReportSink:
             "labels": result.labels,
             "probs": dict(zip(FINDINGS, _rounded(result.probs))),
             "rates": dict(zip(FINDINGS, _rounded(result.rates))),
+            "evidence": result.evidence,
             "error": result.error,
         }
 

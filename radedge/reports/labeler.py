@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, ManifestError, ReportDecodeError
 from ..labels import CSV_VALUES, FINDINGS, N_CLASSES, N_FINDINGS, apply_no_finding, gls_rates
-from .sections import findings_text
+from .sections import ReadText, read_text
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
 
 if TYPE_CHECKING:
@@ -40,6 +40,13 @@ class ReportResult:
     `classes[i]` is the class index (labels.CLASSES) of FINDINGS[i]; `probs` the class
     probabilities (one-hot for the rule labeler); `rates` the GLS rate per finding
     (labels.gls_rates). `error` is None, or "ErrorType: message" with every label blank.
+
+    `evidence` (DESIGN.md "Evidence"): finding name -> list of `[start, end]` character offsets
+    into the report string as it was read (decoded; before section extraction), one entry per
+    finding labelled positive, negative or uncertain, so `text[start:end]` is the mention or its
+    cue. The rule labeler gives the mentions that decided each label and their cues ("no",
+    "possible", "enlarged" for "the heart"); No Finding, when positive, gets the span of every
+    section that was read (the text found normal). None when the engine gives no evidence.
     """
 
     id: Any
@@ -48,6 +55,7 @@ class ReportResult:
     probs: np.ndarray  # float32 [14, 4]
     rates: np.ndarray  # float32 [14]
     error: str | None = None
+    evidence: dict[str, list[list[int]]] | None = None
 
     @property
     def labels(self) -> dict[str, float | None]:
@@ -72,6 +80,13 @@ def decode_report(item: ReportInput) -> str:
             raise ReportDecodeError(
                 f"not valid UTF-8 at byte {exc.start}: {bytes(item)[exc.start:exc.start + 4]!r}") from exc
     raise InputError(f"a report must be str or bytes, not {type(item).__name__}")
+
+
+def report_evidence(read: ReadText, spans: dict[int, list[tuple[int, int]]]) -> dict[str, list[list[int]]]:
+    """Evidence keyed by finding name, in report offsets, from spans in `read.text` by finding
+    index (`ReadText.to_report`; a span across two sections becomes one span per section)."""
+    return {FINDINGS[i]: [[s, e] for start, end in found for s, e in read.to_report(start, end)]
+            for i, found in sorted(spans.items())}
 
 
 def blank_result(report_id: Any, length: int, error: str | None = None) -> ReportResult:
@@ -137,8 +152,8 @@ class ReportLabeler:
         if len(ids) != len(reports):
             raise ValueError(f"{len(reports)} reports but {len(ids)} ids")
         results: list[ReportResult | None] = [None] * len(reports)
-        prepare = self.windows.model_text if self.windows is not None else findings_text
-        todo: dict[int, str] = {}  # position -> the section text the engine reads
+        prepare = self.windows.model_read if self.windows is not None else read_text
+        todo: dict[int, ReadText] = {}  # position -> the section text the engine reads
         lengths: dict[int, int] = {}
         for i, item in enumerate(reports):
             try:
@@ -148,27 +163,32 @@ class ReportLabeler:
                 results[i] = blank_result(ids[i], length, _error_text(exc))
                 continue
             readable = prepare(text)
-            if readable.strip():
+            if readable.text.strip():
                 todo[i], lengths[i] = readable, len(text)
             else:  # empty, or only sections the labelers do not read: nothing to label
                 results[i] = blank_result(ids[i], len(text))
         if todo:
-            classes, probs = self._label(list(todo.values()))
+            reads = list(todo.values())
+            classes, probs, evidence = self._label(reads)
             rates = gls_rates(probs)
             for k, i in enumerate(todo):
-                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], rates[k])
+                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], rates[k],
+                                          evidence=evidence[k] if evidence is not None else None)
         return results  # type: ignore[return-value]
 
     # ---- the two engines ------------------------------------------------------------------------
-    def _label(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Classes int8 [n, 14] and class probabilities float32 [n, 14, 4] of non-empty section texts."""
+    def _label(self, reads: list[ReadText]) -> tuple[np.ndarray, np.ndarray, list[dict[str, list[list[int]]]] | None]:
+        """Classes int8 [n, 14], class probabilities float32 [n, 14, 4] and evidence (report
+        offsets; None when the engine has none) of non-empty section texts."""
         if self.rules is not None:
-            classes = np.stack([np.asarray(self.rules.classify(t), dtype=np.int8) for t in texts])
-            return classes, np.eye(N_CLASSES, dtype=np.float32)[classes]
-        probs = self._model_probs(texts)
+            labelled = [self.rules.label(r.text) for r in reads]
+            classes = np.stack([c for c, _ in labelled]).astype(np.int8, copy=False)
+            evidence = [report_evidence(r, ev) for r, (_, ev) in zip(reads, labelled)]
+            return classes, np.eye(N_CLASSES, dtype=np.float32)[classes], evidence
+        probs = self._model_probs([r.text for r in reads])
         # Arg-max class per finding, then No Finding the CheXpert way, as the rule labeler does;
         # the probabilities are left as the model gave them.
-        return apply_no_finding(probs.argmax(axis=-1).astype(np.int8)), probs
+        return apply_no_finding(probs.argmax(axis=-1).astype(np.int8)), probs, None
 
     def _model_probs(self, texts: list[str]) -> np.ndarray:
         assert self.windows is not None and self.backend is not None

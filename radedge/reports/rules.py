@@ -73,8 +73,8 @@ _PRIORITY[[BLANK, NEGATIVE, UNCERTAIN, POSITIVE]] = [0, 1, 2, 3]  # CheXpert pre
 
 # A blank line, or a line break before a capital / digit / bullet, ends a sentence; any other line
 # break is a wrapped line (MIMIC-style reports wrap mid-sentence) and becomes a space.
-_BREAK_RE = re.compile(r"[ \t\r\f\v]*\n\s*\n\s*|[ \t\r\f\v]*\n\s*(?=[A-Z0-9*\u2022-])")
 _SPACES_RE = re.compile(r"\s+")
+_NEW_SENTENCE_RE = re.compile(r"[A-Z0-9*\u2022-]")
 _SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n")
 
 
@@ -184,14 +184,14 @@ def _cue_regex(kind: str, alternatives: list[str]) -> re.Pattern[str]:
     N words before the mention. postN: matched at the mention end, at most N words after it."""
     direction, window = _KIND_RE.match(kind).groups()  # type: ignore[union-attr]
     alts = _alternation(alternatives)
-    cue = f"{_BOUNDARY_L}(?:{alts}){_BOUNDARY_R}"
+    cue = f"{_BOUNDARY_L}(?P<cue>{alts}){_BOUNDARY_R}"  # group "cue": the evidence span
     if direction == "pre":
         if window == "":
             return _compile(cue, kind)
         return _compile(f"{cue}(?:{_GAP}{_WORD}){{0,{int(window)}}}[^a-z0-9]*\\Z", kind)
     n = int(window) if window else _DEFAULT_POST_WINDOW
     # the mention may end inside a word (stems): skip the rest of that word first
-    return _compile(f"[a-z0-9'-]*[^a-z0-9]*(?:{_WORD}{_GAP}){{0,{n}}}?(?:{alts}){_BOUNDARY_R}", kind)
+    return _compile(f"[a-z0-9'-]*[^a-z0-9]*(?:{_WORD}{_GAP}){{0,{n}}}?(?P<cue>{alts}){_BOUNDARY_R}", kind)
 
 
 def _source_folders(lexicon_dir: str | os.PathLike | None) -> list[Path]:
@@ -263,22 +263,32 @@ class RuleLabeler:
 
     # -- labeling -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _normalise(text: str) -> str:
-        """Lower-case; sentence-ending line breaks become one newline, other whitespace one space."""
-        if "\n" in text:
-            text = _SPACES_RE.sub(" ", _BREAK_RE.sub("\0", text)).replace("\0", "\n")
-        else:
-            text = _SPACES_RE.sub(" ", text)
-        return text.lower()
-
     def classify(self, text: str) -> np.ndarray:
         """int8 [14] class indices for one report text (already reduced to its findings sections).
         Empty or blank text gives all BLANK."""
+        return self._run(text, None)
+
+    def label(self, text: str) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
+        """`classify`, and the evidence of each finding labelled positive, negative or uncertain:
+        finding index -> sorted `(start, end)` offsets into `text` of the mentions that decided the
+        label and of the cue (or qualifier) that decided each one ("no" in "no effusion"). No
+        Finding, when positive, points at the whole text: what was read and found normal."""
+        evidence: dict[int, list[tuple[int, int]]] = {}
+        out = self._run(text, evidence)
+        if not evidence and out[NO_FINDING] != POSITIVE:
+            return out, {}
+        norm = _Normalised(text)
+        spans = {i: sorted({norm.span(s, e) for s, e in found}) for i, found in evidence.items() if out[i] != BLANK}
+        if out[NO_FINDING] == POSITIVE:
+            spans[NO_FINDING] = [(0, len(text.rstrip()))]
+        return out, spans
+
+    def _run(self, text: str, evidence: dict[int, list[tuple[int, int]]] | None) -> np.ndarray:
+        """classify; with `evidence`, also fills it with spans in the normalised text."""
         out = np.zeros(N_FINDINGS, dtype=np.int8)
         if not text or text.isspace():
             return out
-        t = self._normalise(text)
+        t = _Normalised(text).text
         ends = [m.end() for m in _SENTENCE_END_RE.finditer(t)]
         breaks = [(m.start(), m.end()) for m in self._breakers.finditer(t)]
         break_starts = [b[0] for b in breaks]
@@ -287,6 +297,7 @@ class RuleLabeler:
         n = len(t)
         for finding in self._findings:
             best = BLANK
+            decided: list[tuple[int, tuple[int, int], tuple[int, int] | None]] = []  # class, mention, cue
             unmentions: list[tuple[int, int]] | None = None  # found on the first mention only
             for m in finding.mention.finditer(t):
                 start, end = m.span()
@@ -301,48 +312,110 @@ class RuleLabeler:
                 lo = max(s_lo, break_ends[b - 1] if b else 0, start - _MAX_SCOPE)
                 b = bisect_left(break_starts, end)
                 hi = min(s_hi, break_starts[b] if b < len(break_starts) else n, end + _MAX_SCOPE)
-                cls = self._mention_class(t, m, lo, hi, finding)
+                cls, cue = self._mention_class(t, m, lo, hi, finding)
                 if cls is None:
                     continue
                 if _PRIORITY[cls] > _PRIORITY[best]:
                     best = cls
+                if evidence is not None:
+                    decided.append((cls, (start, end), cue))
                 if (finding.index == _EDEMA and cls in (POSITIVE, UNCERTAIN)
                         and _HEART_FAILURE_RE.match(m.group())):
-                    if _PRIORITY[UNCERTAIN] > _PRIORITY[out[_CARDIOMEGALY]]:
+                    if _PRIORITY[UNCERTAIN] >= _PRIORITY[out[_CARDIOMEGALY]]:
+                        if evidence is not None:
+                            kept = evidence.get(_CARDIOMEGALY, []) if out[_CARDIOMEGALY] == UNCERTAIN else []
+                            evidence[_CARDIOMEGALY] = kept + [(start, end)]
                         out[_CARDIOMEGALY] = UNCERTAIN
                 if best == POSITIVE and finding.index != _EDEMA:  # Edema: a later "chf" still counts
                     break
             if finding.index == OTHER:
                 other = best in (POSITIVE, UNCERTAIN)
-            elif _PRIORITY[best] > _PRIORITY[out[finding.index]]:
+            elif _PRIORITY[best] >= _PRIORITY[out[finding.index]] and best != BLANK:
                 out[finding.index] = best
+                if evidence is not None:
+                    evidence[finding.index] = [span for cls, mention, cue in decided if cls == best
+                                               for span in (mention, cue) if span is not None]
         apply_no_finding(out)
         if other:
             out[NO_FINDING] = BLANK
         return out
 
-    def _mention_class(self, t: str, m: re.Match[str], lo: int, hi: int, finding: _Finding) -> int | None:
-        """Class of one mention in its clause t[lo:hi]; None for a qualified mention without its
-        qualifier (e.g. "heart size" with no "enlarged" nearby: not a Cardiomegaly mention)."""
+    def _mention_class(self, t: str, m: re.Match[str], lo: int, hi: int, finding: _Finding
+                       ) -> tuple[int | None, tuple[int, int] | None]:
+        """Class of one mention in its clause t[lo:hi] and the span of the cue (or qualifier) that
+        decided it (None: no cue); class None for a qualified mention without its qualifier (e.g.
+        "heart size" with no "enlarged" nearby: not a Cardiomegaly mention)."""
         start, end = m.span()
         text = m.group()
         for cue in self._cues:
             if cue.mention_filter is not None and not cue.mention_filter.search(text):
                 continue
             if cue.pre:
-                if start > lo and cue.regex.search(t, lo, start):
-                    return cue.cls
-            elif end < hi and cue.regex.match(t, end, hi):
-                return cue.cls
+                found = cue.regex.search(t, lo, start) if start > lo else None
+            else:
+                found = cue.regex.match(t, end, hi) if end < hi else None
+            if found:
+                return cue.cls, found.span("cue")
         if m.lastgroup == "q":
             q = finding.qualifier.search(t, lo, hi) if finding.qualifier is not None else None
             if q is None:
-                return None
+                return None, None
             # "the heart silhouette and contours are not enlarged": a negation between the mention
             # and its qualifier negates the mention
             gap_lo, gap_hi = (end, q.start()) if q.start() >= end else (q.end(), start)
             for cue in self._cues:
-                if cue.pre and cue.cls == NEGATIVE and gap_hi > gap_lo and cue.regex.search(t, gap_lo, gap_hi):
-                    return NEGATIVE
-            return POSITIVE
-        return UNCERTAIN if m.lastgroup == "u" else POSITIVE
+                if cue.pre and cue.cls == NEGATIVE and gap_hi > gap_lo:
+                    found = cue.regex.search(t, gap_lo, gap_hi)
+                    if found:
+                        return NEGATIVE, found.span("cue")
+            return POSITIVE, q.span()
+        return (UNCERTAIN if m.lastgroup == "u" else POSITIVE), None
+
+
+class _Normalised:
+    """A report text as the rules read it, and the way back to offsets into the text as given.
+
+    Lower-cased (character by character where Unicode lower-casing would change the length, e.g.
+    "İ"); a run of white space that ends a sentence (a blank line, or a line break before a capital,
+    digit or bullet) becomes one newline, any other run one space: MIMIC-style reports wrap lines
+    mid-sentence. `span` maps offsets back through the collapsed runs.
+    """
+
+    __slots__ = ("text", "_norm", "_orig")
+
+    def __init__(self, text: str) -> None:
+        self._norm: list[int] = [0]  # at normalised offset _norm[k], original offset _orig[k]
+        self._orig: list[int] = [0]
+        parts: list[str] = []
+        pos = size = 0
+        for run in _SPACES_RE.finditer(text):
+            start, end = run.span()
+            ws = run.group()
+            if "\n" in ws and (ws.count("\n") > 1 or _NEW_SENTENCE_RE.match(text, end)):
+                sep = "\n"
+            else:
+                sep = " "
+            if end - start == 1 and ws == sep:
+                continue  # already as it should be: no anchor needed
+            parts.append(text[pos:start])
+            size += start - pos
+            parts.append(sep)
+            size += 1
+            pos = end
+            self._norm.append(size)
+            self._orig.append(end)
+        parts.append(text[pos:])
+        joined = "".join(parts)
+        lower = joined.lower()
+        if len(lower) != len(joined):
+            lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in joined)
+        self.text = lower
+
+    def offset(self, pos: int) -> int:
+        """Offset in the original text of normalised offset `pos` (a collapsed run maps to its end)."""
+        k = bisect_right(self._norm, pos) - 1
+        return self._orig[k] + pos - self._norm[k]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Original offsets of the normalised span `[start, end)` (a mention or cue)."""
+        return self.offset(start), self.offset(end - 1) + 1 if end > start else self.offset(start)

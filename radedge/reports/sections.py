@@ -8,6 +8,7 @@ usually all findings.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 # Header names whose sections the labelers read (case-insensitive; common misspellings from NegBio's
@@ -57,10 +58,13 @@ _HEADER_RE = re.compile(
 
 @dataclass(frozen=True)
 class Section:
-    """One section of a report: its header as written ('' before the first header) and its body."""
+    """One section of a report: its header as written ('' before the first header) and its body,
+    which is `text[start:end]` of the report it came from (so offsets survive extraction)."""
 
     header: str
     body: str
+    start: int
+    end: int
 
     @property
     def is_findings(self) -> bool:
@@ -86,6 +90,15 @@ def _is_header(match: re.Match[str]) -> bool:
     return i < 0 or match.string[i] == "\n"  # at the start of a line
 
 
+def _stripped(text: str, start: int, end: int) -> tuple[int, int]:
+    """`start, end` moved inwards past white space, so text[start:end] == text[start:end].strip()."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
 def split_sections(text: str) -> list[Section]:
     """All sections of `text` in order; text before the first header is a section with header ''."""
     sections: list[Section] = []
@@ -93,32 +106,84 @@ def split_sections(text: str) -> list[Section]:
     for match in _HEADER_RE.finditer(text):
         if not _is_header(match):
             continue
-        body = text[pos:match.start()].strip()
-        if header or body:
-            sections.append(Section(header, body))
+        start, end = _stripped(text, pos, match.start())
+        if header or end > start:
+            sections.append(Section(header, text[start:end], start, end))
         name = match.group("named") or match.group("alone") or match.group("caps")
         header, pos = _normalise(name), match.end()
-    body = text[pos:].strip()
-    if header or body:
-        sections.append(Section(header, body))
+    start, end = _stripped(text, pos, len(text))
+    if header or end > start:
+        sections.append(Section(header, text[start:end], start, end))
     return sections
 
 
-def findings_text(text: str) -> str:
-    """The text the labelers and the distilled student read.
+SEPARATOR = "\n\n"  # between two sections of the read text
+
+
+@dataclass(frozen=True)
+class ReadText:
+    """The text the labelers read (`text`) and where each part of it lies in the report.
+
+    `text` is `SEPARATOR.join(report[s:e] for s, e in spans)`: the kept sections, verbatim, in
+    report order. `to_report` turns offsets into `text` back into offsets into the report string
+    as it was read (after decoding; CRLF and non-ASCII characters are left as they were), which is
+    what evidence spans and token offsets must point into.
+    """
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Offset in `text` where each span's part begins."""
+        out, pos = [], 0
+        for start, end in self.spans:
+            out.append(pos)
+            pos += end - start + len(SEPARATOR)
+        return tuple(out)
+
+    def to_report(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Report offsets of `text[start:end]`: one `(start, end)` per kept section the range
+        touches (a range inside one section gives one span, and then
+        `report[s:e] == text[start:end]`); separators are dropped, an empty range gives []."""
+        if not self.spans or end <= start:
+            return []
+        starts = self.starts
+        first = max(0, bisect_right(starts, start) - 1)
+        out = []
+        for k in range(first, len(self.spans)):
+            lo = starts[k]
+            span_start, span_end = self.spans[k]
+            hi = lo + span_end - span_start
+            if lo >= end:
+                break
+            s, e = max(start, lo), min(end, hi)
+            if e > s:
+                out.append((span_start + s - lo, span_start + e - lo))
+        return out
+
+
+def read_text(text: str) -> ReadText:
+    """The part of a report the labelers and the distilled student read, with its report offsets.
 
     The FINDINGS / IMPRESSION-like sections joined by a blank line, in report order. When the report
     has no such header: the whole text, except sections under a known context header (indication,
     history, comparison, ...) when the report has such headers. Empty or blank text gives ''.
     """
     if not text or not text.strip():
-        return ""
+        return ReadText("", ())
     sections = split_sections(text)
     targets = [s for s in sections if s.is_findings]
     if targets:
-        return "\n\n".join(s.body for s in targets if s.body)
-    if all(s.header == "" for s in sections):
-        return text.strip()
-    # Headers, but none of ours: keep the unheaded lead text and sections we do not know, drop context.
-    kept = [s.body for s in sections if s.body and not _OTHER_RE.match(s.header)]
-    return "\n\n".join(kept)
+        kept = [s for s in targets if s.body]
+    elif all(s.header == "" for s in sections):
+        kept = sections  # one unheaded section: the whole text, stripped
+    else:
+        # Headers, but none of ours: keep the unheaded lead text and sections we do not know, drop context.
+        kept = [s for s in sections if s.body and not _OTHER_RE.match(s.header)]
+    return ReadText(SEPARATOR.join(s.body for s in kept), tuple((s.start, s.end) for s in kept))
+
+
+def findings_text(text: str) -> str:
+    """`read_text(text).text`: what the labelers read (see `read_text`)."""
+    return read_text(text).text

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..errors import ManifestError
 from ..labels import BLANK, N_CLASSES, N_FINDINGS
-from .sections import findings_text
+from .sections import ReadText, read_text
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
     from ..manifest import Manifest
 
@@ -38,6 +38,9 @@ class Window:
 
     owner: int
     ids: np.ndarray  # int64 [length], special tokens included
+    # int64 [length, 2]: each token's [start, end) in the report string (see `report_offsets`);
+    # only from `encode_with_offsets`, else None
+    offsets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -79,7 +82,7 @@ class ReportWindows:
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, manifest: "Manifest | None" = None) -> "ReportWindows":
         """The windows of a report model folder, as its manifest describes them."""
-        from tokenizers import Tokenizer
+        from tokenizers import Encoding, Tokenizer
 
         from ..manifest import Manifest
 
@@ -95,7 +98,11 @@ class ReportWindows:
 
     def model_text(self, text: str) -> str:
         """The part of a report the model reads (FINDINGS + IMPRESSION, or all of it)."""
-        return findings_text(text) if self.use_sections else text
+        return self.model_read(text).text
+
+    def model_read(self, text: str) -> ReadText:
+        """`model_text` with the offsets of its parts in the report (`sections.ReadText`)."""
+        return read_text(text) if self.use_sections else ReadText(text, ((0, len(text)),) if text else ())
 
     def encode(self, texts: Sequence[str]) -> list[Window]:
         """Windows of every text, in text order (a report's windows in reading order).
@@ -108,14 +115,35 @@ class ReportWindows:
     def encode_prepared(self, model_texts: Sequence[str]) -> list[Window]:
         """`encode` for texts that already went through `model_text` (callers that need the
         section text anyway, to tell an empty report, call sections only once)."""
+        return [Window(owner, np.asarray(piece.ids, dtype=np.int64)) for owner, piece in self._pieces(model_texts)]
+
+    def encode_with_offsets(self, reports: Sequence[str]) -> list[Window]:
+        """`encode`, with `Window.offsets`: for every token of every window, its `[start, end)` in
+        the *report string as given* (not the section text the model read), so that
+        `reports[w.owner][start:end]` is the text of that token. Special tokens ([CLS], [SEP],
+        padding) have `[-1, -1]`.
+
+        For evidence spans (the student labeler): pick the token(s) a head weighted most in window
+        `w`, then `w.offsets[token]` is where to point in the report; merge neighbouring tokens
+        with `min(start), max(end)`. Offsets survive section extraction (`sections.ReadText`),
+        CRLF line ends and non-ASCII text, because they are `tokenizers` character offsets into
+        the read text mapped back by `report_offsets`.
+        """
+        reads = [self.model_read(t) for t in reports]
+        windows = []
+        for owner, piece in self._pieces([r.text for r in reads]):
+            offsets = report_offsets(reads[owner], piece.offsets, piece.special_tokens_mask)
+            windows.append(Window(owner, np.asarray(piece.ids, dtype=np.int64), offsets))
+        return windows
+
+    def _pieces(self, model_texts: Sequence[str]) -> Iterator[tuple[int, "Encoding"]]:
+        """(owner, encoding) of every window, in text order; a text with nothing to read gives none."""
         keep = [i for i, t in enumerate(model_texts) if t.strip()]
         encodings = self.tokenizer.encode_batch([model_texts[i] for i in keep]) if keep else []
-        windows: list[Window] = []
         for owner, enc in zip(keep, encodings):
             for piece in (enc, *enc.overflowing):
                 if piece.ids:  # text that tokenizes to nothing (no post-processor) gives no window
-                    windows.append(Window(owner, np.asarray(piece.ids, dtype=np.int64)))
-        return windows
+                    yield owner, piece
 
     def batches(self, windows: Sequence[Window], batch_size: int,
                 rng: np.random.Generator | None = None) -> Iterator[Batch]:
@@ -159,6 +187,24 @@ def _pad_id(tokenizer: "Tokenizer") -> int:
         if token_id is not None:
             return int(token_id)
     return 0
+
+
+def report_offsets(read: ReadText, offsets: Sequence[tuple[int, int]],
+                   special_tokens_mask: Sequence[int] | None = None) -> np.ndarray:
+    """int64 `[tokens, 2]`: token offsets into `read.text` (a `tokenizers` Encoding's `offsets`)
+    mapped to offsets into the report `read` was made from (`ReadText.to_report`).
+
+    Special tokens (mask 1) and tokens with an empty span get `[-1, -1]`. A token cannot cross two
+    sections (they are joined by a blank line, which tokenizers split at), but if one did it gets
+    the start of its first part and the end of its last."""
+    out = np.full((len(offsets), 2), -1, dtype=np.int64)
+    for k, (start, end) in enumerate(offsets):
+        if special_tokens_mask is not None and special_tokens_mask[k]:
+            continue
+        spans = read.to_report(int(start), int(end))
+        if spans:
+            out[k] = spans[0][0], spans[-1][1]
+    return out
 
 
 def not_mentioned() -> np.ndarray:

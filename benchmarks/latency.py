@@ -172,14 +172,11 @@ def run_variant(variant: Variant, batch_sizes: Sequence[int], seq_lens: Sequence
     record = model_record(variant, load_s, rss)
     vocab = tokenizer_vocab_size(variant.folder, manifest.tokenizer) if manifest.tokenizer else 1000
     lens = [s for s in seq_lens if not manifest.max_length or s <= manifest.max_length] or [manifest.max_length]
-    cases = bench_backend(backend, task=variant.task, model=variant.model, precision=variant.precision,
-                          batch_sizes=batch_sizes, seq_lens=lens, vocab_size=vocab, warmup=warmup, iters=iters,
-                          max_seconds=max_seconds)
-    rows = []
-    for case in cases:
-        row = case.to_dict()
+    rows = bench_backend(backend, task=variant.task, model=variant.model, precision=variant.precision,
+                         batch_sizes=batch_sizes, seq_lens=lens, vocab_size=vocab, warmup=warmup, iters=iters,
+                         max_seconds=max_seconds)
+    for row in rows:
         row.update(engine=variant.engine, shipped=variant.shipped, label=variant.label)
-        rows.append(row)
     del backend
     return record, rows
 

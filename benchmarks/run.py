@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from radedge import registry
-from radedge.bench import describe_machine, import_time_s, machine_info
+from radedge.bench import describe_machine, machine_info
 
 from . import dicom
 from .accuracy import image_accuracy, report_accuracy
@@ -147,6 +148,16 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def import_time_s(module: str = "radedge", repeats: int = 5) -> dict[str, Any]:
+    """Seconds to `import module` in a fresh interpreter (median of `repeats` subprocesses), measured
+    inside the child around the import statement only, so interpreter start-up is excluded."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(repr(time.perf_counter() - t))"
+    times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                   .stdout.strip().splitlines()[-1]) for _ in range(repeats)]
+    return {"module": module, "median_s": round(statistics.median(times), 4), "repeats": repeats,
+            "samples_s": [round(t, 4) for t in times]}
 
 
 # ---- sections -----------------------------------------------------------------------------

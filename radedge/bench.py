@@ -1,7 +1,8 @@
-"""Latency measurement on the machine that runs the models: the core of `radedge bench` and `benchmarks/`.
+"""Latency of the installed models on the machine that runs them: the core of `radedge bench`.
 
-Everything here is runtime-side (numpy, onnxruntime, the standard library; psutil when installed),
-so a hospital can time the installed models on its own hardware without the source checkout or torch.
+Runtime-side only (numpy, onnxruntime, the standard library; psutil when installed), so a hospital can
+time the installed models on its own hardware without the source checkout or torch. The checkout's
+`benchmarks/` harness times every model variant with these same functions.
 
 Method: a few untimed warm-up calls (allocators, thread pools, onnxruntime's lazy kernels), then
 repeated timed calls. Latency percentiles come from the per-call times; throughput is items per call
@@ -9,16 +10,15 @@ divided by the *median* call time, which is robust to other processes sharing th
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -96,7 +96,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 # ---- memory ---------------------------------------------------------------------------------
 def current_rss_mb() -> float:
-    """Resident set size of this process now, in MiB (psutil, else /proc/self/statm)."""
+    """Resident set size of this process now, in MiB (psutil, else /proc/self/statm; 0 where neither works)."""
     try:
         import psutil
 
@@ -106,18 +106,7 @@ def current_rss_mb() -> float:
             pages = int(Path("/proc/self/statm").read_text().split()[1])
             return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
         except (OSError, ValueError, IndexError):
-            return lifetime_peak_rss_mb()
-
-
-def lifetime_peak_rss_mb() -> float:
-    """The process's high-water RSS since it started (getrusage), in MiB; 0 where unsupported."""
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
-    except (ImportError, OSError):
-        return 0.0
+            return 0.0
 
 
 class PeakRss:
@@ -129,8 +118,7 @@ class PeakRss:
 
     def __init__(self, interval_s: float = 0.005) -> None:
         self.interval_s = interval_s
-        self.before_mb = 0.0
-        self.peak_mb = 0.0
+        self.before_mb = self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -155,33 +143,13 @@ class PeakRss:
         return {"rss_before_mb": round(self.before_mb, 1), "peak_rss_mb": round(self.peak_mb, 1)}
 
 
-# ---- start-up -------------------------------------------------------------------------------
-def import_time_s(module: str = "radedge", repeats: int = 5, python: str | None = None) -> dict[str, Any]:
-    """Seconds to `import module` in a fresh interpreter (median of `repeats` subprocesses).
-
-    Measured inside the child around the import statement only, so interpreter start-up is excluded.
-    """
-    code = ("import time; t = time.perf_counter(); import " + module +
-            "; print(repr(time.perf_counter() - t))")
-    times: list[float] = []
-    for _ in range(repeats):
-        out = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        times.append(float(out.stdout.strip().splitlines()[-1]))
-    return {"module": module, "median_s": round(statistics.median(times), 4), "repeats": repeats,
-            "samples_s": [round(t, 4) for t in times]}
-
-
 # ---- the machine ----------------------------------------------------------------------------
 def _cpuinfo() -> dict[str, str]:
-    info: dict[str, str] = {}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return info
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        info[key.strip()] = value.strip()
-    return info
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.split("\n\n")[0].splitlines())}
 
 
 def gpus() -> list[dict[str, str]]:
@@ -194,12 +162,8 @@ def gpus() -> list[dict[str, str]]:
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=True)
     except (OSError, subprocess.SubprocessError):
         return []
-    rows = []
-    for line in out.stdout.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 3:
-            rows.append(dict(zip(("name", "memory", "driver", "compute_capability"), parts)))
-    return rows
+    rows = [[p.strip() for p in line.split(",")] for line in out.stdout.strip().splitlines()]
+    return [dict(zip(("name", "memory", "driver", "compute_capability"), parts)) for parts in rows if len(parts) >= 3]
 
 
 def machine_info() -> dict[str, Any]:
@@ -219,7 +183,7 @@ def machine_info() -> dict[str, Any]:
     except (AttributeError, OSError):
         affinity = os.cpu_count()
     info: dict[str, Any] = {
-        "hostname_hash": _short_hash(platform.node()),
+        "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
         "platform": platform.platform(),
         "cpu_model": cpu.get("model name") or platform.processor() or platform.machine(),
         "cpu_flags": sorted(f for f in CPU_FLAGS if f in flags),
@@ -242,12 +206,6 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def _short_hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
 def describe_machine(info: Mapping[str, Any]) -> str:
     """One line naming the hardware a number was measured on (the GPU first when there is one)."""
     cpu = f"{info.get('cpu_model')} ({info.get('usable_cpus')} CPUs; {', '.join(info.get('cpu_flags', [])) or 'no flags'})"
@@ -255,7 +213,7 @@ def describe_machine(info: Mapping[str, Any]) -> str:
     return f"{gpu} + {cpu}" if gpu else cpu
 
 
-# ---- inputs ---------------------------------------------------------------------------------
+# ---- the graph on synthetic inputs ------------------------------------------------------------
 def synthetic_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int | None = None,
                     vocab_size: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs with the graph's dtypes and shapes: `batch` and `sequence` fill symbolic axes.
@@ -270,7 +228,7 @@ def synthetic_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int | No
         for dim in spec.shape:
             if dim == "batch":
                 shape.append(batch)
-            elif dim == "sequence" or isinstance(dim, str):
+            elif isinstance(dim, str):
                 if sequence is None:
                     raise ValueError(f"input {spec.name!r} has a sequence axis: give a sequence length")
                 shape.append(sequence)
@@ -288,10 +246,6 @@ def synthetic_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int | No
     return feeds
 
 
-def has_sequence_axis(inputs: Sequence[TensorSpec]) -> bool:
-    return any(isinstance(d, str) and d != "batch" for spec in inputs for d in spec.shape)
-
-
 def tokenizer_vocab_size(model_dir: str | os.PathLike, tokenizer_file: str | None) -> int:
     """Vocabulary size of a report model's tokenizer (for valid random token ids); 1000 if unreadable."""
     if not tokenizer_file:
@@ -304,70 +258,37 @@ def tokenizer_vocab_size(model_dir: str | os.PathLike, tokenizer_file: str | Non
         return 1000
 
 
-# ---- cases ----------------------------------------------------------------------------------
-@dataclass
-class Case:
-    """One measured configuration and its result, as one JSON-ready row."""
-
-    task: str
-    model: str
-    backend: str
-    device: str
-    precision: str
-    batch: int
-    sequence: int | None = None
-    image_size: int | None = None
-    kind: str = "model"  # model: the graph alone on synthetic inputs; end-to-end: text/pixels to labels
-    latency: Latency | None = None
-    memory: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("task", "model", "backend", "device", "precision", "batch",
-                                          "sequence", "image_size", "kind")}
-        d.update(self.latency.to_dict() if self.latency else {})
-        d.update(self.memory)
-        d.update(self.extra)
-        return d
-
-
 def bench_backend(backend: Any, *, task: str, model: str, precision: str, batch_sizes: Sequence[int],
                   seq_lens: Sequence[int] = (128,), vocab_size: int = 1000, warmup: int = 2, iters: int = 20,
-                  max_seconds: float | None = 10.0) -> list[Case]:
-    """Time `backend.run` on synthetic inputs over batch sizes (x sequence lengths for report models)."""
-    cases: list[Case] = []
-    sequential = has_sequence_axis(backend.inputs)
-    image_size = None
-    if not sequential:
-        dims = [d for d in backend.inputs[0].shape if isinstance(d, int)]
-        image_size = dims[-1] if dims else None
+                  max_seconds: float | None = 10.0) -> list[dict[str, Any]]:
+    """Time `backend.run` on synthetic inputs over batch sizes (x sequence lengths for report models).
+
+    One JSON-ready row per case: what ran (task, model, backend, device, precision, batch, sequence,
+    image_size, kind), Latency.to_dict() and the peak RSS while it ran."""
+    sequential = any(isinstance(d, str) and d != "batch" for spec in backend.inputs for d in spec.shape)
+    fixed = [d for d in backend.inputs[0].shape if isinstance(d, int)]
+    image_size = None if sequential or not fixed else fixed[-1]
+    rows: list[dict[str, Any]] = []
     for seq in (seq_lens if sequential else (None,)):
         for batch in batch_sizes:
             feeds = synthetic_feeds(backend.inputs, batch, seq, vocab_size=vocab_size)
             with PeakRss() as rss:
                 latency = measure(lambda: backend.run(feeds), items_per_call=batch, warmup=warmup, iters=iters,
                                   max_seconds=max_seconds)
-            cases.append(Case(task=task, model=model, backend=getattr(backend, "name", "?"),
-                              device=getattr(backend, "device", "cpu"), precision=precision, batch=batch,
-                              sequence=seq, image_size=image_size, latency=latency, memory=rss.to_dict()))
-    return cases
-
-
-def parse_int_list(text: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32]; raises ValueError on anything else."""
-    values = [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"expected positive integers separated by commas, got {text!r}")
-    return values
+            rows.append({"task": task, "model": model, "backend": getattr(backend, "name", "?"),
+                         "device": getattr(backend, "device", "cpu"), "precision": precision, "batch": batch,
+                         "sequence": seq, "image_size": image_size, "kind": "model",
+                         **latency.to_dict(), **rss.to_dict()})
+    return rows
 
 
 def bench_model(name_or_path: str, task: str, *, backend: str = "onnxruntime", device: str = "cpu",
                 threads: int | None = None, batch_sizes: Sequence[int] = (1, 8, 32),
                 seq_lens: Sequence[int] = (128,), warmup: int = 2, iters: int = 20,
-                max_seconds: float | None = 10.0, label: str | None = None) -> tuple[dict[str, Any], list[Case]]:
+                max_seconds: float | None = 10.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Load an installed model the way the pipelines do (sha256 check included) and time its graph.
 
-    Returns (model record: path, precision, load time, RSS, FLOP-free facts; the measured cases).
+    Returns (model record: path, precision, backend, load time and RSS, size; the rows of bench_backend).
     """
     from .registry import open_model
 
@@ -378,22 +299,19 @@ def bench_model(name_or_path: str, task: str, *, backend: str = "onnxruntime", d
     vocab = tokenizer_vocab_size(loaded.path, manifest.tokenizer) if task == "report-labels" else 1000
     if task == "report-labels" and manifest.max_length:
         seq_lens = [s for s in seq_lens if s <= manifest.max_length] or [manifest.max_length]
-    name = label or manifest.name
-    cases = bench_backend(loaded.backend, task=task, model=name, precision=manifest.precision,
-                          batch_sizes=batch_sizes, seq_lens=seq_lens, vocab_size=vocab, warmup=warmup,
-                          iters=iters, max_seconds=max_seconds)
-    record = {"model": name, "path": str(loaded.path), "task": task, "precision": manifest.precision,
+    rows = bench_backend(loaded.backend, task=task, model=manifest.name, precision=manifest.precision,
+                         batch_sizes=batch_sizes, seq_lens=seq_lens, vocab_size=vocab, warmup=warmup,
+                         iters=iters, max_seconds=max_seconds)
+    files = [Path(loaded.path) / rel for rel in manifest.files]
+    record = {"model": manifest.name, "path": str(loaded.path), "task": task, "precision": manifest.precision,
               "backend": loaded.backend.name, "device": loaded.backend.device,
-              "providers": getattr(loaded.backend, "providers", None),
-              "load_s": round(load_s, 4), "model_bytes": _folder_bytes(loaded.path, manifest.files),
+              "providers": getattr(loaded.backend, "providers", None), "load_s": round(load_s, 4),
+              "model_bytes": sum(f.stat().st_size for f in files if f.is_file()),
               "max_length": manifest.max_length, **{f"load_{k}": v for k, v in rss.to_dict().items()}}
-    return record, cases
+    return record, rows
 
 
-def _folder_bytes(folder: Path, files: Mapping[str, str]) -> int:
-    return sum((Path(folder) / rel).stat().st_size for rel in files if (Path(folder) / rel).is_file())
-
-
+# ---- output ---------------------------------------------------------------------------------
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """A plain-text table: `columns` are (key, header); floats get 3 significant-ish digits."""
 
@@ -412,44 +330,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
     return "\n".join(lines)
 
 
-CASE_COLUMNS = (("model", "model"), ("kind", "kind"), ("backend", "backend"), ("device", "device"), ("precision", "prec"),
+CASE_COLUMNS = (("model", "model"), ("backend", "backend"), ("device", "device"), ("precision", "prec"),
                 ("batch", "batch"), ("sequence", "seq"), ("image_size", "size"), ("p50_ms", "p50 ms"),
                 ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("throughput_per_s", "items/s"),
                 ("peak_rss_mb", "peak RSS MiB"))
-
-
-def bench_pipeline(name_or_path: str, task: str, inputs: str | os.PathLike, *, backend: str = "onnxruntime",
-                   device: str = "cpu", threads: int | None = None, limit: int = 1000, warmup: int = 1,
-                   iters: int = 3, max_seconds: float | None = 60.0) -> tuple[dict[str, Any], Case]:
-    """End to end on the user's own inputs: reports (any `radedge label-reports` input) through
-    ReportLabeler, or a folder of DICOM / PNG / JPEG files through ImageScorer; `limit` items at most.
-
-    `name_or_path` may be "rules" for reports. Returns (load record, one end-to-end case: a call
-    labels or scores all the items).
-    """
-    import itertools
-
-    with PeakRss() as rss:
-        if task == "report-labels":
-            from .io.readers import read_reports
-            from .reports.labeler import ReportLabeler
-
-            items: list[Any] = [r for _, r in itertools.islice(read_reports(inputs), limit)]
-            pipeline, load_s = timed(lambda: ReportLabeler.load(name_or_path, backend=backend, device=device,
-                                                                threads=threads))
-        else:
-            from .images.scorer import ImageScorer
-            from .images.walk import walk_files
-
-            items = [str(p) for p in itertools.islice(walk_files(inputs), limit)]
-            pipeline, load_s = timed(lambda: ImageScorer.load(name_or_path, backend=backend, device=device,
-                                                              threads=threads))
-        if not items:
-            raise ValueError(f"{inputs}: no inputs found")
-        latency = measure(lambda: pipeline(items), items_per_call=len(items), warmup=warmup, iters=iters,
-                          max_seconds=max_seconds, min_iters=1)
-    label = getattr(pipeline, "name", None) or Path(str(name_or_path)).name
-    engine = "python" if str(name_or_path) == "rules" else backend
-    case = Case(task=task, model=label, backend=engine, device=device, precision="-", batch=len(items),
-                kind="end-to-end", latency=latency, memory=rss.to_dict(), extra={"inputs": str(inputs)})
-    return {"model": label, "task": task, "load_s": round(load_s, 4), "backend": backend, "device": device}, case

@@ -162,7 +162,7 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         "```bash",
         "python -m benchmarks --out benchmarks/results          # everything below, one command (--quick: smoke run)",
         "python -m benchmarks.report benchmarks/results/results.json   # regenerate this block",
-        "radedge bench --task reports --batch-sizes 1,8,32 --inputs reports.csv   # installed models, no checkout",
+        "radedge bench --task reports --batch-sizes 1,8,32 --json bench.json   # installed models, no checkout",
         "radedge bench --device cuda --backend tensorrt        # the same on a GPU",
         "```",
         "",

@@ -8,7 +8,7 @@ Top level (format "radedge-benchmarks", version 1):
 - `peaks`: {fp32_gflops (numpy), ort_fp32_gflops, int8_gops (onnxruntime MatMulInteger), method};
 - `models`: one record per measured variant: model, task, precision, engine, onnx, shipped, load_s,
   load_peak_rss_mb, model_bytes, mean_tokens (reports), flops_per_item {sequence or image_size: FLOPs};
-- `latency`: rows of the graph-only grid (radedge.bench.Case.to_dict: task, model, backend, device,
+- `latency`: rows of the graph-only grid (radedge.bench.bench_backend: task, model, backend, device,
   precision, batch, sequence, image_size, kind, p50_ms, p95_ms, p99_ms, mean_ms, min_ms, calls, warmup,
   items_per_call, throughput_per_s, samples_ms, rss_before_mb, peak_rss_mb) plus engine, shipped,
   flops_per_item, achieved_gops and fraction_of_peak where a CPU peak applies;

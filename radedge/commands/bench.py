@@ -2,11 +2,13 @@
 
 Works from an installed package (no source checkout, no torch): it times the models' graphs on
 synthetic inputs of the requested batch sizes and sequence lengths, after the same sha256 check the
-pipelines do. The full comparison with peers and accuracy lives in the checkout's `benchmarks/`.
+pipelines do. The full comparison with peers, end-to-end runs and accuracy lives in the checkout's
+`benchmarks/`, which times every model with the same functions (radedge.bench).
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -14,17 +16,25 @@ import click
 from .. import bench as core
 from ..backends import BACKENDS, DEVICES
 from ..cli import guarded
-from ..registry import DEFAULTS, resolve
 from ..manifest import Manifest
+from ..registry import DEFAULTS, resolve
 
 TASKS = {"reports": "report-labels", "images": "image-findings"}
 JSON_FORMAT = "radedge-bench"
-JSON_VERSION = 1
+JSON_VERSION = 2  # 2: no end-to-end cases (--inputs) and no import time
+
+
+def parse_int_list(text: str) -> list[int]:
+    """'1,8,32' -> [1, 8, 32]; raises ValueError on anything else."""
+    values = [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"expected positive integers separated by commas, got {text!r}")
+    return values
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     try:
-        return core.parse_int_list(value)
+        return parse_int_list(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
@@ -32,18 +42,16 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[in
 def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]:
     """(model, task) pairs: the given models (task read from each manifest) or the tasks' defaults."""
     defaults = [(DEFAULTS[t], t) for t in ([TASKS[task]] if task else TASKS.values())]
-    if not models:
-        return defaults
-    pairs = []
+    pairs = [] if models else defaults
     for name in models:
         if name == "default":
             pairs += defaults
-            continue
-        if name == "rules":
-            pairs.append(("rules", "report-labels"))
-            continue
-        path = resolve(name, TASKS[task] if task else "report-labels")
-        pairs.append((str(path), Manifest.read(path).task))
+        elif name == "rules":
+            raise click.UsageError("the rule labeler has no model graph to time (time `radedge label-reports "
+                                   "--model rules` on your reports instead)")
+        else:
+            path = resolve(name, TASKS[task] if task else "report-labels")
+            pairs.append((str(path), Manifest.read(path).task))
     return pairs
 
 
@@ -61,46 +69,28 @@ def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]
 @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True, help="Untimed calls per case.")
 @click.option("--max-seconds", type=float, default=10.0, show_default=True,
               help="Stop a case's timed calls after this long (at least 3 calls).")
-@click.option("--inputs", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Also time the whole pipeline on your own inputs: a reports file (any label-reports input) "
-                   "or a folder of DICOM / PNG / JPEG images.")
-@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True,
-              help="At most this many inputs for --inputs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON here.")
 @guarded
 def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq_lens: list[int], backend: str,
-          device: str, threads: int | None, iters: int, warmup: int, max_seconds: float, inputs: Path | None,
-          limit: int, json_out: Path | None) -> None:
-    """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS, load and import time.
-
-    `--model rules` (reports) has no graph to time: it needs --inputs."""
+          device: str, threads: int | None, iters: int, warmup: int, max_seconds: float,
+          json_out: Path | None) -> None:
+    """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS and load time."""
     machine = core.machine_info()
     click.echo(f"machine: {core.describe_machine(machine)}", err=True)
-    records, cases = [], []
+    records, rows = [], []
     for name, model_task in _targets(models, task):
-        if name != "rules":
-            record, model_cases = core.bench_model(name, model_task, backend=backend, device=device,
-                                                   threads=threads, batch_sizes=batch_sizes, seq_lens=seq_lens,
-                                                   warmup=warmup, iters=iters, max_seconds=max_seconds)
-            records.append(record)
-            cases += model_cases
-            click.echo(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
-                       f"{record['backend']} on {record['device']})", err=True)
-        if inputs is not None:
-            record, case = core.bench_pipeline(name, model_task, inputs, backend=backend, device=device,
-                                               threads=threads, limit=limit, max_seconds=max_seconds * 6)
-            records.append(record)
-            cases.append(case)
-        elif name == "rules":
-            raise click.UsageError("--model rules has no graph to time: give --inputs REPORTS")
-    rows = [c.to_dict() for c in cases]
+        record, model_rows = core.bench_model(name, model_task, backend=backend, device=device, threads=threads,
+                                              batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup,
+                                              iters=iters, max_seconds=max_seconds)
+        records.append(record)
+        rows += model_rows
+        click.echo(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
+                   f"{record['backend']} on {record['device']})", err=True)
     click.echo(core.format_table(rows, core.CASE_COLUMNS))
-    imports = core.import_time_s("radedge", repeats=3)
-    click.echo(f"import radedge: {imports['median_s'] * 1e3:.0f} ms (median of {imports['repeats']})")
     if json_out is not None:
-        payload = {"format": JSON_FORMAT, "version": JSON_VERSION, "machine": machine, "import_time": imports,
-                   "models": records, "cases": rows}
+        payload = {"format": JSON_FORMAT, "version": JSON_VERSION, "machine": machine, "models": records,
+                   "cases": rows}
         json_out.parent.mkdir(parents=True, exist_ok=True)
         tmp = json_out.with_name(json_out.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

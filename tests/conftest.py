@@ -1,37 +1,70 @@
+"""Shared fixtures (tiny models, the loopback chat server) and the accelerator skips."""
 from __future__ import annotations
 
-import os
-import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RADEDGE_SHARED", ROOT.parent / "shared"))
-DATA = SHARED / "data"
-sys.path.insert(0, str(Path(__file__).parent))
+if TYPE_CHECKING:
+    from tests.chat_server import ChatServer
 
 
 @pytest.fixture
 def tiny_report_model(tmp_path: Path) -> Path:
-    from tiny_models import write_report_model
+    from tests.tiny_models import write_report_model
 
     return write_report_model(tmp_path / "tiny-report")
 
 
 @pytest.fixture
 def tiny_image_model(tmp_path: Path) -> Path:
-    from tiny_models import write_image_model
+    from tests.tiny_models import write_image_model
 
     return write_image_model(tmp_path / "tiny-image")
 
 
-def need_data(*parts: str) -> Path:
-    """Path under shared/data, or skip with the reason when the data is not beside the checkout."""
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (shared/data must sit beside the checkout, or set RADEDGE_SHARED)")
+@pytest.fixture
+def server() -> Iterator["ChatServer"]:
+    """A chat-completions server on loopback for the LLM teacher (tests/chat_server.py), one per test."""
+    from tests.chat_server import ChatServer
+
+    srv = ChatServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def tiny_deberta_onnx(tmp_path_factory) -> Path:
+    """A tiny DebertaV2 encoder exported to ONNX (tests/deberta.py)."""
+    from tests.deberta import export_tiny_deberta
+
+    path = tmp_path_factory.mktemp("deberta") / "model.onnx"
+    export_tiny_deberta(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_deberta_report_model(tmp_path_factory) -> Path:
+    """A report-model folder (tokenizer, manifest) around a tiny DebertaV2 export."""
+    from radedge.labels import CLASSES
+    from radedge.manifest import Manifest, TensorSpec, file_hashes
+    from tests.deberta import export_tiny_deberta
+    from tests.tiny_models import write_tokenizer
+
+    folder = tmp_path_factory.mktemp("deberta-report")
+    write_tokenizer(folder)
+    export_tiny_deberta(folder / "model.onnx", vocab_size=200, report_head=True)
+    Manifest(name="deberta-report", task="report-labels", files=file_hashes(folder, ["model.onnx", "tokenizer.json"]),
+             inputs=[TensorSpec("input_ids", "int64", ("batch", "sequence")),
+                     TensorSpec("attention_mask", "int64", ("batch", "sequence"))],
+             outputs=[TensorSpec("logits", "float32", ("batch", 14, 4))], classes=list(CLASSES),
+             tokenizer="tokenizer.json", max_length=64, stride=8).write(folder)
+    return folder
 
 
 def _accelerator_skips() -> dict[str, str]:

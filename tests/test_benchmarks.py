@@ -71,7 +71,7 @@ def test_flop_counter_on_tiny_report_model(tiny_report_model: Path):
 # ---- python -m benchmarks -----------------------------------------------------------------------
 @pytest.fixture
 def tiny_models_dir(tmp_path: Path) -> Path:
-    from tiny_models import write_image_model, write_report_model
+    from tests.tiny_models import write_image_model, write_report_model
 
     root = tmp_path / "models"
     write_report_model(root / "report-student", max_length=64)  # named as the shipped defaults

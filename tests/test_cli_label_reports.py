@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from conftest import need_data
+from tests.paths import need_data
 
 from radedge.cli import main
 from radedge.pipelines.reports import CSV_COLUMNS

@@ -6,8 +6,8 @@ import csv
 import numpy as np
 import pydicom
 import pytest
-from conftest import need_data
-from dicom_factory import (
+from tests.paths import need_data
+from tests.dicom_factory import (
     make_dataset, ramp, write, write_compressed, write_image, write_raw_dataset, write_sr, write_truncated,
 )
 from pydicom.uid import JPEG2000, JPEG2000Lossless, RLELossless

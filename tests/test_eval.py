@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import need_data
+from tests.paths import need_data
 from radedge import eval as rad_eval
 from radedge.cli import main
 from radedge.labels import FINDINGS

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, need_data
+from tests.paths import ROOT, need_data
 
 from radedge.backends import tensorrt as trtb
 

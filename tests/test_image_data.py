@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_data
+from tests.paths import need_data
 from export.images.data import (Augment, covid_labels, is_validation, load_sources, nih_labels, split_by_patient,
                                 table_samples)
 from export.images.rates import SOURCE_PRIORS, report_rates

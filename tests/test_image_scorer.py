@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from dicom_factory import ramp, write_image, write_sr
+from tests.dicom_factory import ramp, write_image, write_sr
 
 from radedge import ImageScorer
 from radedge.errors import ManifestError, ModelNotFoundError

@@ -43,7 +43,7 @@ def tiny(tiny_report_model: Path) -> ReportLabeler:
 @pytest.fixture
 def invariant_model(tmp_path: Path) -> Path:
     """A tiny model whose window logits, like a real encoder's, do not depend on batch padding."""
-    from tiny_models import write_report_model
+    from tests.tiny_models import write_report_model
 
     return write_report_model(tmp_path / "tiny-masked", masked_mean=True)
 

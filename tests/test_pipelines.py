@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import need_data
+from tests.paths import need_data
 
 from radedge.cli import main
 from radedge.images.scorer import ImageScorer

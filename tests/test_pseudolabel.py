@@ -11,7 +11,6 @@ pytest.importorskip("httpx")
 from export.reports import pseudolabel  # noqa: E402
 from export.reports.teachers import TeacherLabel  # noqa: E402
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN  # noqa: E402
-from test_llm_teacher import server  # noqa: E402,F401 (the loopback chat server fixture; tests/ is on sys.path)
 
 EFF = FINDINGS.index("Pleural Effusion")
 PTX = FINDINGS.index("Pneumothorax")

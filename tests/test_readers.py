@@ -8,7 +8,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import need_data
+from tests.paths import need_data
 
 from radedge.errors import InputError
 from radedge.io.readers import ReaderOptions, detect_format, openi_text, read_reports

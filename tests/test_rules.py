@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import need_data
+from tests.paths import need_data
 from radedge import eval as rad_eval
 from radedge.errors import ModelError
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN

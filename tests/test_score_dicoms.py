@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import need_data
-from dicom_factory import make_dataset, ramp, write, write_image, write_raw_dataset, write_sr, write_truncated
+from tests.paths import need_data
+from tests.dicom_factory import make_dataset, ramp, write, write_image, write_raw_dataset, write_sr, write_truncated
 
 from radedge.cli import main
 from radedge.pipelines.dicoms import CSV_COLUMNS

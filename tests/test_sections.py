@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import need_data
+from tests.paths import need_data
 from radedge.reports.sections import findings_text, split_sections
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tokenizers import Tokenizer, processors
-from tiny_models import write_tokenizer
+from tests.tiny_models import write_tokenizer
 
 from radedge.errors import ManifestError
 from radedge.labels import BLANK, NEGATIVE, POSITIVE, UNCERTAIN

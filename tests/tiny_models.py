@@ -109,3 +109,12 @@ def write_image_model(folder: Path, size: int = 32, seed: int = 0) -> Path:
         provenance={"made_by": "tests/tiny_models.py"},
     ).write(folder)
     return folder
+
+
+def write_calibration_reports(tmp_path: Path) -> Path:
+    """A folder of .txt reports in the tiny tokenizer's vocabulary, for int8 calibration."""
+    folder = tmp_path / "calib-reports"
+    folder.mkdir()
+    for i, text in enumerate(VOCAB_TEXTS * 4):
+        (folder / f"{i}.txt").write_text(f"FINDINGS: {text}.\nIMPRESSION: {text}.")
+    return folder

@@ -18,6 +18,7 @@ from radedge.cli import main
 from radedge.pipelines.reports import CSV_COLUMNS
 from radedge.labels import FINDINGS
 from radedge.reports.labeler import ReportLabeler
+from tests.openi_xml import OPENI_XML
 
 LONG_WORDS = 20000
 
@@ -243,8 +244,6 @@ def test_openi_headered_csv_and_xml_archive(tmp_path: Path) -> None:
     from_csv = read_jsonl(out)
     assert [rec["id"] for rec in from_csv] == [rec["id"] for rec in records]
     # The same reports as Open-i XML files in a .tgz: FINDINGS + IMPRESSION give the same labels.
-    from test_readers import OPENI_XML
-
     archive = tmp_path / "NLMCXR_reports.tgz"
     with tarfile.open(archive, "w:gz") as tar:
         for rec in records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import need_data
+from tests.paths import need_data
 
 from export.splits import is_holdout, is_validation, partition, salted_percent, split_ids
 

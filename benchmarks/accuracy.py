@@ -6,12 +6,17 @@ positive findings mapped to CheXpert (radedge.eval's Open-i rules). Image AUCs c
 helper's evaluation (export/images/evaluate.py) when it and the export extra are installed.
 
     python -m benchmarks.accuracy rules [--gold gold-dev.csv|gold-dev-negbio.csv] [--json OUT]
+    python -m benchmarks.accuracy rules-cv [--folds 5] [--candidate NAME=LEXICONS | +NAME=SOURCE ...]
 
 `rules` labels every report of shared/data/openi/reports.jsonl (its `text`, through
 `sections.findings_text`, exactly as `ReportLabeler.load("rules")` does) with the rule labeler, scores
 the positive labels against the gold with radedge.eval, and prints the per-finding table, the macro
 F1 over the mapped findings and the ChestX-ray8 six-finding comparison, then the single-thread
 classify throughput (sections + classify, in process; not the CSV->CSV figure).
+
+`rules-cv` shows that a rule decided on Open-i dev is not overfit to it: each candidate lexicon (the
+packaged one, and each variant of benchmarks/lexicon_variants/ or --candidate) is scored on every fold;
+per fold the candidate best on the other folds is "chosen" and its held-out numbers are reported.
 """
 from __future__ import annotations
 
@@ -176,6 +181,69 @@ def rules_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- rule variants, chosen by cross-validation over the dev reports ----------------------------------
+VARIANTS = Path(__file__).parent / "lexicon_variants"  # extra lexicon sources: one rule each
+CV_SALT = "radedge-rules-cv-v1:"
+
+
+def cv_folds(texts: Sequence[str], k: int) -> np.ndarray:
+    """Fold of each report (0..k-1) from a salted hash of the text the labelers read, so identical
+    texts always share a fold."""
+    from export.splits import salted_percent
+
+    return np.array([salted_percent(findings_text(t), CV_SALT) * k // 100 for t in texts], dtype=np.int64)
+
+
+def _two_numbers(gold: rad_eval.Gold, pred: np.ndarray, ids: Sequence[str]) -> tuple[float, float]:
+    """(macro F1 over the mapped findings, ChestX-ray8 six-finding mean F1) on `ids`."""
+    result = rad_eval.evaluate(gold, pred, ids=list(ids))
+    return result.macro["positive"]["f1"], result.chestxray8.get("mean", {}).get("ours", float("nan"))
+
+
+def rules_cv_main(args: argparse.Namespace) -> int:
+    """k-fold choice among rule variants: for each fold, the variant with the best macro F1 (then
+    six-finding mean) on the other k-1 folds is scored on the held-out fold. Prints every variant's
+    held-out numbers per fold, the choice, and the mean and spread."""
+    reports = load_reports(args.reports)
+    texts, ids = [r["text"] for r in reports], [str(r["id"]) for r in reports]
+    gold = rad_eval.read_gold(args.gold)
+    index = {gid: i for i, gid in enumerate(gold.ids)}
+    candidates = {"packaged": RuleLabeler.load()}
+    for spec in args.candidate or [f"+{p.name}={p}" for p in sorted(VARIANTS.iterdir()) if p.is_dir()]:
+        name, _, path = spec.partition("=")
+        if name.startswith("+"):  # the packaged lexicon plus one extra source
+            candidates[name] = RuleLabeler.load(extra=[path])
+        else:
+            candidates[name] = RuleLabeler.load(path)
+    preds = {}
+    for name, labeler in candidates.items():
+        full = np.zeros(gold.classes.shape, dtype=np.int8)
+        full[[index[i] for i in ids]] = label_all(labeler, texts)[0]
+        preds[name] = full
+    folds = cv_folds(texts, args.folds)
+    held: dict[str, list[tuple[float, float]]] = {n: [] for n in [*candidates, "chosen"]}
+    print(f"{args.folds}-fold cross-validation over {len(ids)} Open-i dev reports ({args.gold.name}); "
+          f"held-out macro F1 / six-finding mean F1")
+    for k in range(args.folds):
+        test = [i for i, f in zip(ids, folds) if f == k]
+        train = [i for i, f in zip(ids, folds) if f != k]
+        on_train = {n: _two_numbers(gold, p, train) for n, p in preds.items()}
+        chosen = max(on_train, key=lambda n: on_train[n])
+        cells = []
+        for n, p in preds.items():
+            numbers = _two_numbers(gold, p, test)
+            held[n].append(numbers)
+            cells.append(f"{n} {numbers[0]:.3f} / {numbers[1]:.3f}")
+            if n == chosen:
+                held["chosen"].append(numbers)
+        print(f"  fold {k} ({len(test)} reports): " + "   ".join(cells) + f"   -> chosen on the other folds: {chosen}")
+    for n, values in held.items():
+        v = np.array(values)
+        print(f"  {n:<24} macro F1 {v[:, 0].mean():.3f} +- {v[:, 0].std():.3f}   "
+              f"six-finding mean {v[:, 1].mean():.3f} +- {v[:, 1].std():.3f}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -186,6 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timing passes (best is reported)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     p.set_defaults(run=rules_main)
+    p = sub.add_parser("rules-cv", help="choose among rule variants by k-fold cross-validation on Open-i dev")
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--candidate", action="append", metavar="NAME=LEXICONS",
+                   help="a lexicon root to compare with the packaged one; +NAME=SOURCE adds one source to "
+                        "the packaged lexicon (default: each folder of benchmarks/lexicon_variants)")
+    p.set_defaults(run=rules_cv_main)
     args = ap.parse_args(argv)
     return args.run(args)
 

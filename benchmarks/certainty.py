@@ -83,7 +83,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "small left pleural effusion", "layering effusion", "right effusion", "subpulmonic effusion"),
     "Pleural Other": (
         "pleural thickening", "pleural scarring", "apical pleural thickening", "fibrothorax",
-        "pleural-parenchymal scarring", "calcified pleural plaque", "pleural scar", "diffuse pleural thickening"),
+        "thickening of the pleura", "calcified pleural plaque", "pleural scar", "diffuse pleural thickening"),
     "Fracture": (
         "rib fracture", "fracture", "rib fx", "clavicle fx", "compression fracture",
         "displaced fracture of the right sixth rib", "healing rib fractures", "vertebral fracture"),

@@ -252,12 +252,16 @@ class RuleLabeler:
         )
 
     @classmethod
-    def load(cls, lexicon_dir: str | os.PathLike | None = None) -> "RuleLabeler":
+    def load(cls, lexicon_dir: str | os.PathLike | None = None,
+             extra: Iterable[str | os.PathLike] = ()) -> "RuleLabeler":
         """Build a labeler from lexicon folders. Default: the packaged `radedge/lexicons/`, whose
         subfolders (chexpert-labeler, derived, radedge) are merged in name order. A folder that
-        itself has `mention/` or `cues/` is read as a single source."""
+        itself has `mention/` or `cues/` is read as a single source. `extra` source folders are
+        merged after those (how a benchmark tries a variant rule without copying the lexicon)."""
         lexicon = _Lexicon()
-        for folder in _source_folders(lexicon_dir):
+        for folder in [*_source_folders(lexicon_dir), *map(Path, extra)]:
+            if not folder.is_dir():
+                raise ModelError(f"lexicon folder not found: {folder}")
             lexicon.add_source(folder)
         return cls(lexicon)
 

@@ -2,6 +2,7 @@
 
 Per-item problems (a bad report, a broken DICOM file) are `InputError`s: the pipelines record them
 against the item and go on. Model and backend problems stop the run before any work is done.
+`TrainingError` is the base of what export/ raises, so one `except RadEdgeError` covers the project.
 """
 from __future__ import annotations
 
@@ -46,5 +47,25 @@ class DicomError(InputError):
     """A DICOM file cannot be read or its pixels cannot be decoded."""
 
 
+class NotDicomError(DicomError):
+    """Content is not DICOM although the file's name says it should be (or it is empty)."""
+
+
+class DicomReadError(DicomError):
+    """pydicom cannot parse the file, or an image object lacks its image attributes."""
+
+
+class PixelDecodeError(DicomError):
+    """The header reads but the pixel data does not decode."""
+
+
+class ImageLoadError(InputError):
+    """A PNG / JPEG file cannot be read, or holds a colour (not grey) picture."""
+
+
 class SkippedInput(InputError):
     """An input that is valid but deliberately not scored (lateral view, SR object...)."""
+
+
+class TrainingError(RadEdgeError):
+    """Offline training or export (export/) stopped at one of its checks; the runtime never raises it."""

@@ -12,10 +12,8 @@ from tests.dicom_factory import (
 )
 from pydicom.uid import JPEG2000, JPEG2000Lossless, RLELossless
 
-from radedge.errors import DicomError, SkippedInput
-from radedge.images.dicom import (
-    DicomReadError, NotDicomError, PixelDecodeError, parse_views, read_dicom, sniff,
-)
+from radedge.errors import DicomError, DicomReadError, NotDicomError, PixelDecodeError, SkippedInput
+from radedge.images.dicom import parse_views, read_dicom, sniff
 
 
 def minmax(a):

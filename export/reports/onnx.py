@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from radedge.errors import TrainingError
 from radedge.labels import CLASSES
 from radedge.manifest import Manifest, TensorSpec, file_hashes
 from radedge.reports.labeler import ReportLabeler
@@ -44,7 +45,7 @@ OUTPUTS = [TensorSpec("logits", "float32", ("batch", 14, 4))]
 MODEL_FILES = ["model.onnx", TOKENIZER_JSON]
 
 
-class ExportError(RuntimeError):
+class ExportError(TrainingError, RuntimeError):
     """The export did not meet a check (parity or the int8 gate); nothing was written."""
 
 

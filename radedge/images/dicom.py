@@ -46,8 +46,8 @@ from typing import Any, BinaryIO, Iterable
 
 import numpy as np
 
-from ..errors import DicomError, InputError, SkippedInput
-from .preprocess import ImageLoadError, grey_from_colour
+from ..errors import DicomReadError, ImageLoadError, InputError, NotDicomError, PixelDecodeError, SkippedInput
+from .preprocess import grey_from_colour
 
 MAGIC_OFFSET = 128
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
@@ -59,18 +59,6 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # What `sniff` may say of a file that read_dicom reads (the last two get a synthetic preamble).
 DICOM_KINDS = frozenset({"part10", "dicm-no-preamble", "meta-no-preamble"})
-
-
-class NotDicomError(DicomError):
-    """Content is not DICOM although the file's name says it should be (or it is empty)."""
-
-
-class DicomReadError(DicomError):
-    """pydicom cannot parse the file, or an image object lacks its image attributes."""
-
-
-class PixelDecodeError(DicomError):
-    """The header reads but the pixel data does not decode."""
 
 
 @dataclass(frozen=True)
@@ -365,6 +353,5 @@ def read_dicom(path: str | os.PathLike, voi: bool = True,
     )
 
 
-__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "DicomReadError", "LATERAL_VIEWS", "NotDicomError",
-           "PixelDecodeError", "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity",
+__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS", "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity",
            "parse_views", "read_dataset", "read_dicom", "sniff", "to_display", "uids"]

@@ -31,16 +31,12 @@ from typing import Any, Iterable, Mapping
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ImageLoadError
 
 RESIZE_RULES = ("letterbox", "stretch")
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
 # colour image counts as grey stored in colour (e.g. a secondary capture or a PNG saved as RGB).
 GREY_SPREAD = 0.02
-
-
-class ImageLoadError(InputError):
-    """A PNG / JPEG file cannot be read, or holds a colour (not grey) picture."""
 
 
 def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,5 +150,5 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(scaled, dtype=np.float32)
 
 
-__all__ = ["GREY_SPREAD", "ImageLoadError", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
+__all__ = ["GREY_SPREAD", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
            "preprocess", "preprocess_batch", "resize_square", "to_unit_range"]

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import httpx
 import numpy as np
 
+from radedge.errors import TrainingError
 from radedge.io.records import RecordWriter
 from radedge.labels import BLANK, CLASSES, FINDINGS, N_CLASSES, NEGATIVE, POSITIVE, UNCERTAIN, apply_no_finding
 
@@ -59,7 +60,7 @@ def report_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class AnswerError(ValueError):
+class AnswerError(TrainingError, ValueError):
     """The model answered, but not with a valid labelled template."""
 
 

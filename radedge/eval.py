@@ -7,11 +7,11 @@ Two gold formats:
   each scored one-vs-rest per finding; the macro average of a class is over the findings with at least
   one gold instance of that class.
 - **Open-i** (shared/data/openi/gold-dev.csv): `id` + the ChestX-ray14 findings + `Normal`, presence
-  only, mapped to CheXpert with `labels.CHESTXRAY14_TO_CHEXPERT` (Lung Lesion = Mass or Nodule). Only
+  only, mapped to CheXpert with `CHESTXRAY14_TO_CHEXPERT` (Lung Lesion = Mass or Nodule). Only
   positive is scored (a prediction is positive only when its class is positive: uncertain, negative
   and blank count as not positive); macro over the mapped findings with at least one gold positive,
   plus the mean over the six ChestX-ray8 findings beside the published values
-  (`labels.CHESTXRAY8_OPENI_F1`, Wang et al. CVPR 2017 Table 2).
+  (`CHESTXRAY8_OPENI_F1`, Wang et al. CVPR 2017 Table 2).
 
 Predictions: a CheXpert-format CSV (rows aligned to the gold by order, or by id when both files have
 an `id` column; extra columns such as `Reports` or `Error` are ignored) or JSONL records with `id` and
@@ -25,13 +25,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .labels import (
-    CHESTXRAY14_TO_CHEXPERT,
-    CHESTXRAY8_OPENI_F1,
     CLASSES,
     FINDINGS,
     FINDING_INDEX,
@@ -42,6 +40,44 @@ from .labels import (
     UNCERTAIN,
     csv_to_class,
 )
+
+# ChestX-ray14 -> CheXpert (shared/data/README.md, after Wang et al. CVPR 2017 and Irvin et al. AAAI 2019).
+# Emphysema, Fibrosis and Hernia have no CheXpert equivalent and are not scored.
+CHESTXRAY14_TO_CHEXPERT: dict[str, str] = {
+    "Atelectasis": "Atelectasis",
+    "Cardiomegaly": "Cardiomegaly",
+    "Effusion": "Pleural Effusion",
+    "Infiltration": "Lung Opacity",
+    "Mass": "Lung Lesion",
+    "Nodule": "Lung Lesion",
+    "Pneumonia": "Pneumonia",
+    "Pneumothorax": "Pneumothorax",
+    "Consolidation": "Consolidation",
+    "Edema": "Edema",
+    "Pleural_Thickening": "Pleural Other",
+    "Normal": "No Finding",
+    "No Finding": "No Finding",
+}
+
+# The six one-to-one findings of the ChestX-ray8 labeler (Wang et al. CVPR 2017, Table 2) and its F1 on Open-i.
+CHESTXRAY8_OPENI_F1: dict[str, float] = {
+    "Atelectasis": 0.91,
+    "Cardiomegaly": 0.88,
+    "Pleural Effusion": 0.87,
+    "Pneumonia": 0.77,
+    "Pneumothorax": 0.86,
+    "No Finding": 0.93,
+}
+
+
+def map_chestxray14(present: Mapping[str, int | bool]) -> dict[str, int]:
+    """Presence of CheXpert findings from ChestX-ray14 presence flags (any source name present -> 1)."""
+    out: dict[str, int] = {}
+    for source, target in CHESTXRAY14_TO_CHEXPERT.items():
+        if source in present:
+            out[target] = max(out.get(target, 0), int(bool(present[source])))
+    return out
+
 
 PathLike = str | os.PathLike
 ID_COLUMNS = ("id", "ID", "Id", "study_id", "report_id", "filename", "Path")

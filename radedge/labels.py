@@ -1,10 +1,12 @@
-"""The label schema: the 14 CheXpert findings, the four report classes, mappings and the GLS rate.
+"""The label schema: the 14 CheXpert findings, the four report classes, their CSV values and the GLS rate.
 
-Everything that training and runtime must agree on about labels lives here, once.
+Everything that training and runtime must agree on about labels lives here, once. Mappings from other
+label sets live beside their users: gold formats (ChestX-ray14, Open-i) in `radedge.eval`, training
+sources (paediatric pneumonia, COVID-19 collection) in `export.images.data`.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -75,44 +77,6 @@ def apply_no_finding(classes: np.ndarray) -> np.ndarray:
     return classes
 
 
-# ChestX-ray14 -> CheXpert (shared/data/README.md, after Wang et al. CVPR 2017 and Irvin et al. AAAI 2019).
-# Emphysema, Fibrosis and Hernia have no CheXpert equivalent and are not scored.
-CHESTXRAY14_TO_CHEXPERT: dict[str, str] = {
-    "Atelectasis": "Atelectasis",
-    "Cardiomegaly": "Cardiomegaly",
-    "Effusion": "Pleural Effusion",
-    "Infiltration": "Lung Opacity",
-    "Mass": "Lung Lesion",
-    "Nodule": "Lung Lesion",
-    "Pneumonia": "Pneumonia",
-    "Pneumothorax": "Pneumothorax",
-    "Consolidation": "Consolidation",
-    "Edema": "Edema",
-    "Pleural_Thickening": "Pleural Other",
-    "Normal": "No Finding",
-    "No Finding": "No Finding",
-}
-
-# The six one-to-one findings of the ChestX-ray8 labeler (Wang et al. CVPR 2017, Table 2) and its F1 on Open-i.
-CHESTXRAY8_OPENI_F1: dict[str, float] = {
-    "Atelectasis": 0.91,
-    "Cardiomegaly": 0.88,
-    "Pleural Effusion": 0.87,
-    "Pneumonia": 0.77,
-    "Pneumothorax": 0.86,
-    "No Finding": 0.93,
-}
-
-
-def map_chestxray14(present: Mapping[str, int | bool]) -> dict[str, int]:
-    """Presence of CheXpert findings from ChestX-ray14 presence flags (any source name present -> 1)."""
-    out: dict[str, int] = {}
-    for source, target in CHESTXRAY14_TO_CHEXPERT.items():
-        if source in present:
-            out[target] = max(out.get(target, 0), int(bool(present[source])))
-    return out
-
-
 # Generalized Label Smoothing rate from report class probabilities (DESIGN.md, "Rep-GLS").
 # A hedged mention smooths the image target (up to +GLS_SMOOTH_MAX); a certain positive or negative
 # mention sharpens it (down to -GLS_SHARPEN_MAX); a finding the report does not mention gives 0.
@@ -132,27 +96,3 @@ def gls_rates(probs: np.ndarray | Sequence) -> np.ndarray:
         raise ValueError(f"expected class probabilities with last axis {N_CLASSES}, got shape {p.shape}")
     r = GLS_SMOOTH_MAX * p[..., UNCERTAIN] - GLS_SHARPEN_MAX * (p[..., POSITIVE] + p[..., NEGATIVE])
     return np.clip(r, -0.99, 0.99).astype(np.float32)
-
-
-# Paediatric pneumonia set (Kermany et al., Cell 2018; shared/data/images/pediatric/README.md):
-# label -> {finding: 0/1}; findings not listed are unknown (masked), not negative.
-# NORMAL was read as normal by the graders, so every finding they could see is 0 (Support Devices
-# is not graded); PNEUMONIA (bacterial or viral) is an opacity with a pneumonia diagnosis.
-PEDIATRIC_TO_CHEXPERT: dict[str, dict[str, int]] = {
-    "NORMAL": {name: int(name == "No Finding") for name in FINDINGS if name != "Support Devices"},
-    "PNEUMONIA": {"No Finding": 0, "Pneumonia": 1, "Lung Opacity": 1},
-}
-
-# COVID-19 image data collection `finding` (Cohen et al. 2020, arXiv:2003.11597; weak mapping of
-# shared/data/images/covid-cases/README.md): each comma-separated part -> CheXpert findings present.
-# Infectious diagnoses are Pneumonia + Lung Opacity, ARDS and lipoid pneumonia are Lung Opacity;
-# "todo" (not yet labelled upstream) is absent, so such rows are left out of supervised training.
-_INFECTIOUS = ("COVID-19", "SARS", "Pneumocystis", "Streptococcus", "Klebsiella", "Legionella", "E.Coli",
-               "Mycoplasma Bacterial Pneumonia", "Chlamydophila", "Varicella", "Influenza", "Bacterial",
-               "Pneumonia")
-COVID_FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {
-    **{name: ("Pneumonia", "Lung Opacity") for name in _INFECTIOUS},
-    "ARDS": ("Lung Opacity",),
-    "Lipoid": ("Lung Opacity",),
-    "No Finding": ("No Finding",),
-}

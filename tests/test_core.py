@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from radedge import eval as rad_eval
 from radedge import labels, registry
 from radedge.backends import open_backend
 from radedge.errors import ChecksumError, DeviceUnavailableError, ManifestError, ModelNotFoundError
@@ -49,7 +50,7 @@ def test_gls_rates_sign_follows_hedging():
 
 
 def test_chestxray14_mapping_merges_mass_and_nodule():
-    out = labels.map_chestxray14({"Mass": 0, "Nodule": 1, "Effusion": 1, "Emphysema": 1})
+    out = rad_eval.map_chestxray14({"Mass": 0, "Nodule": 1, "Effusion": 1, "Emphysema": 1})
     assert out["Lung Lesion"] == 1 and out["Pleural Effusion"] == 1 and "Emphysema" not in out
 
 

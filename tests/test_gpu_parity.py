@@ -103,7 +103,8 @@ def test_report_labels_agree_with_cpu_int8(backend, device, precision, cpu_repor
 
 def _nih() -> tuple[list[Path], np.ndarray]:
     """NIH image paths and CheXpert presence [n, 14] (-1 where the finding has no ChestX-ray14 source)."""
-    from radedge.labels import CHESTXRAY14_TO_CHEXPERT, FINDINGS, map_chestxray14
+    from radedge.eval import CHESTXRAY14_TO_CHEXPERT, map_chestxray14
+    from radedge.labels import FINDINGS
 
     folder = need_data("images", "nih")
     paths, truth = [], []

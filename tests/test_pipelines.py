@@ -20,7 +20,8 @@ def test_label_file_writes_what_label_reports_writes(tmp_path: Path) -> None:
     head.write_text("".join(reports.open(encoding="utf-8").readlines()[:40]), encoding="utf-8")
     for suffix in (".csv", ".jsonl"):
         cli_out, lib_out = tmp_path / f"cli{suffix}", tmp_path / f"lib{suffix}"
-        result = CliRunner().invoke(main, ["label-reports", str(head), "-o", str(cli_out), "--model", "rules", "--quiet"])
+        result = CliRunner().invoke(main, ["label-reports", str(head), "-o", str(cli_out), "--model", "rules",
+                                           "--quiet"])
         assert result.exit_code == 0, result.output
         summary = label_file(head, lib_out, model="rules")
         assert (summary.labelled, summary.failed, summary.resumed, summary.model) == (40, 0, 0, "rules")

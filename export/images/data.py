@@ -25,10 +25,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from radedge.eval import CHESTXRAY14_TO_CHEXPERT, map_chestxray14
 from radedge.images.preprocess import load_image, preprocess
-from radedge.labels import (CHESTXRAY14_TO_CHEXPERT, COVID_FINDING_TO_CHEXPERT, FINDING_INDEX, FINDINGS,
-                            N_FINDINGS, PEDIATRIC_TO_CHEXPERT, csv_to_class, map_chestxray14, POSITIVE,
-                            NEGATIVE, UNCERTAIN, BLANK)
+from radedge.labels import FINDING_INDEX, FINDINGS, N_FINDINGS, csv_to_class, POSITIVE, NEGATIVE, UNCERTAIN, BLANK
 
 from ..splits import VAL_PERCENT, is_validation, partition
 
@@ -36,6 +35,29 @@ from ..splits import VAL_PERCENT, is_validation, partition
 DEFAULT_IMAGES = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) \
     / "data" / "images"
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
+
+# Paediatric pneumonia set (Kermany et al., Cell 2018; shared/data/images/pediatric/README.md):
+# label -> {finding: 0/1}; findings not listed are unknown (masked), not negative.
+# NORMAL was read as normal by the graders, so every finding they could see is 0 (Support Devices
+# is not graded); PNEUMONIA (bacterial or viral) is an opacity with a pneumonia diagnosis.
+PEDIATRIC_TO_CHEXPERT: dict[str, dict[str, int]] = {
+    "NORMAL": {name: int(name == "No Finding") for name in FINDINGS if name != "Support Devices"},
+    "PNEUMONIA": {"No Finding": 0, "Pneumonia": 1, "Lung Opacity": 1},
+}
+
+# COVID-19 image data collection `finding` (Cohen et al. 2020, arXiv:2003.11597; weak mapping of
+# shared/data/images/covid-cases/README.md): each comma-separated part -> CheXpert findings present.
+# Infectious diagnoses are Pneumonia + Lung Opacity, ARDS and lipoid pneumonia are Lung Opacity;
+# "todo" (not yet labelled upstream) is absent, so such rows are left out of supervised training.
+_INFECTIOUS = ("COVID-19", "SARS", "Pneumocystis", "Streptococcus", "Klebsiella", "Legionella", "E.Coli",
+               "Mycoplasma Bacterial Pneumonia", "Chlamydophila", "Varicella", "Influenza", "Bacterial",
+               "Pneumonia")
+COVID_FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {
+    **{name: ("Pneumonia", "Lung Opacity") for name in _INFECTIOUS},
+    "ARDS": ("Lung Opacity",),
+    "Lipoid": ("Lung Opacity",),
+    "No Finding": ("No Finding",),
+}
 # NIH findings implied by others (shared/data/images/README.md): these also make the lung opaque.
 _NIH_OPACITY = ("Pneumonia", "Consolidation", "Edema")
 

@@ -13,7 +13,7 @@ adjustments, both because of what the labeler's output means for an image label:
 Source priors (why the numbers):
 - ``nih``: labels text-mined from reports by the ChestX-ray8 labeler. Under symmetric label noise
   with flip rate e the expected target is (1 - 2e) y + e, i.e. the GLS soft target with r = 2e. We
-  take e = 1 - F1 of that labeler on Open-i (Wang et al. 2017, Table 2; labels.CHESTXRAY8_OPENI_F1),
+  take e = 1 - F1 of that labeler on Open-i (Wang et al. 2017, Table 2; radedge.eval.CHESTXRAY8_OPENI_F1),
   capped at GLS_SMOOTH_MAX, and the mean e of the six listed findings for the others.
 - ``pediatric``: graded by two expert physicians, a third checking disagreements (Kermany et al.
   2018): r = 0.
@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from radedge.labels import (CHESTXRAY8_OPENI_F1, FINDING_INDEX, GLS_SMOOTH_MAX, N_FINDINGS, NEGATIVE,
-                            NO_FINDING, POSITIVE)
+from radedge.eval import CHESTXRAY8_OPENI_F1
+from radedge.labels import FINDING_INDEX, GLS_SMOOTH_MAX, N_FINDINGS, NEGATIVE, NO_FINDING, POSITIVE
 
 from .data import Sample, with_rates
 

@@ -353,5 +353,6 @@ def read_dicom(path: str | os.PathLike, voi: bool = True,
     )
 
 
-__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS", "check_dicom_content", "check_scorable", "decode_pixels", "grey_intensity",
-           "parse_views", "read_dataset", "read_dicom", "sniff", "to_display", "uids"]
+__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS", "check_dicom_content", "check_scorable",
+           "decode_pixels", "grey_intensity", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
+           "uids"]

@@ -15,7 +15,7 @@ loading (onnxruntime sessions are thread-safe), so one scorer may be called from
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -33,33 +33,37 @@ STATUSES = ("scored", "skipped", "error")
 
 
 @dataclass
-class PreparedImage:
-    """One input after reading and preprocessing, before inference (small: pixels are model-sized)."""
+class ImageOutcome:
+    """What every input carries, scored or not: its name, status ("scored" = ready to score or
+    scored, "skipped", "error", with `reason` and `error_type` saying why) and its DICOM UIDs."""
 
     source: str
-    status: str = "scored"  # "scored" means ready to score
-    pixels: np.ndarray | None = None  # float32 [channels, size, size]
+    status: str = "scored"
     study_uid: str = ""
     series_uid: str = ""
     sop_uid: str = ""
     reason: str = ""
     error_type: str = ""
+
+    def outcome(self) -> dict[str, str]:
+        """The shared fields by name, to carry them from one stage's record to the next."""
+        return {f.name: getattr(self, f.name) for f in fields(ImageOutcome)}
 
 
 @dataclass
-class ImageResult:
+class PreparedImage(ImageOutcome):
+    """One input after reading and preprocessing, before inference (small: pixels are model-sized)."""
+
+    pixels: np.ndarray | None = None  # float32 [channels, size, size]
+
+
+@dataclass
+class ImageResult(ImageOutcome):
     """One input's outcome. probabilities / labels are float32 / uint8 [14] in FINDINGS order, or
     None when the input was skipped or failed (then `reason` and `error_type` say why)."""
 
-    source: str
-    status: str
     probabilities: np.ndarray | None = None
     labels: np.ndarray | None = None
-    study_uid: str = ""
-    series_uid: str = ""
-    sop_uid: str = ""
-    reason: str = ""
-    error_type: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def findings(self) -> dict[str, float]:
@@ -171,8 +175,7 @@ class ImageScorer:
         probs = self.infer(np.stack([p.pixels for p in ready])) if ready else None
         results, k = [], 0
         for p in prepared:
-            result = ImageResult(p.source, p.status, study_uid=p.study_uid, series_uid=p.series_uid,
-                                 sop_uid=p.sop_uid, reason=p.reason, error_type=p.error_type)
+            result = ImageResult(**p.outcome())
             if p.status == "scored":
                 result.probabilities = probs[k]
                 result.labels = self.threshold(probs[k])
@@ -205,4 +208,5 @@ class ImageScorer:
         return list(self.stream(self.prepare(item, name=f"array[{i}]" if isinstance(item, np.ndarray) else str(item))
                                 for i, item in enumerate(inputs)))
 
-__all__ = ["IMAGE_SUFFIXES", "ImageResult", "ImageScorer", "PreparedImage", "array_to_grey", "prepare_input"]
+__all__ = ["IMAGE_SUFFIXES", "ImageOutcome", "ImageResult", "ImageScorer", "PreparedImage", "array_to_grey",
+           "prepare_input"]

@@ -30,6 +30,8 @@ from typing import Any, Iterator, Union
 
 from ..errors import InputError
 
+# What a report may be: text, raw bytes (ReportLabeler decodes them as UTF-8), or the InputError that
+# stands in for a record that could not be read. The one name for this type, readers and labeler alike.
 Report = Union[str, bytes, InputError]
 FORMATS = ("auto", "csv", "jsonl", "txt", "xml")
 # Open-i sections read into the report text, in this order, each with its header.

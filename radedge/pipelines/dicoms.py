@@ -21,7 +21,7 @@ already-scored SOP instance under another path is recorded as skipped (duplicate
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -96,10 +96,8 @@ def _deduplicated(prepared: Iterable[PreparedImage], scored_sops: dict[str, str]
         if item.status == "scored" and item.sop_uid:
             first = scored_sops.setdefault(item.sop_uid, item.source)
             if first != item.source:
-                item = PreparedImage(item.source, status="skipped", study_uid=item.study_uid,
-                                     series_uid=item.series_uid, sop_uid=item.sop_uid,
-                                     reason=f"duplicate SOP Instance UID (already scored as {first})",
-                                     error_type="SkippedInput")
+                item = replace(item, status="skipped", pixels=None, error_type="SkippedInput",
+                               reason=f"duplicate SOP Instance UID (already scored as {first})")
         yield item
 
 

@@ -130,7 +130,8 @@ def label_into(labeler: ReportLabeler, reports: Iterator[tuple[Any, Report]], wr
     return summary
 
 
-def label_file(input_path: str | os.PathLike, output: str | os.PathLike, model: str | os.PathLike | ReportLabeler = "default",
+def label_file(input_path: str | os.PathLike, output: str | os.PathLike,
+               model: str | os.PathLike | ReportLabeler = "default",
                *, backend: str = "onnxruntime", device: str = "cpu", threads: int | None = None,
                batch_size: int = 32, fmt: str = "auto", options: ReaderOptions = ReaderOptions(),
                overwrite: bool = False, progress: Callable[[int], None] | None = None,

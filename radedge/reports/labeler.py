@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import InputError, ManifestError, ReportDecodeError
+from ..io.readers import Report
 from ..labels import CSV_VALUES, FINDINGS, N_CLASSES, N_FINDINGS, apply_no_finding, gls_rates
 from .sections import ReadText, read_text
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from ..backends import Backend
     from .rules import RuleLabeler
 
-# What a report may be: text, raw bytes (decoded as UTF-8 here), or a reader's per-item InputError.
-ReportInput = Union[str, bytes, InputError]
 RULES = "rules"
 TASK = "report-labels"
 
@@ -67,7 +66,7 @@ class ReportResult:
         return self.error is None
 
 
-def decode_report(item: ReportInput) -> str:
+def decode_report(item: Report) -> str:
     """Report text from str or bytes (strict UTF-8, a leading BOM dropped); raises InputError."""
     if isinstance(item, str):
         return item
@@ -145,7 +144,7 @@ class ReportLabeler:
         where = f", path={str(self.path)!r}" if self.path else ""
         return f"ReportLabeler(name={self.name!r}{where}, batch_size={self.batch_size})"
 
-    def __call__(self, reports: Iterable[ReportInput], ids: Sequence[Any] | None = None) -> list[ReportResult]:
+    def __call__(self, reports: Iterable[Report], ids: Sequence[Any] | None = None) -> list[ReportResult]:
         """One ReportResult per report, in order. `ids` default to the reports' positions."""
         reports = list(reports)
         ids = list(range(len(reports))) if ids is None else list(ids)

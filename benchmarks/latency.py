@@ -62,12 +62,9 @@ class Variant:
         """(backend, load seconds); the shipped graph loads through the registry (sha256 check included).
         A native TensorRT variant's load time includes building its plan when none is cached."""
         if self.backend == "tensorrt":
-            from radedge.backends.tensorrt import TensorRTBackend
+            from runtimes.tensorrt import backend_for
 
-            manifest = Manifest.read(self.folder)
-            manifest.verify_files(self.folder)
-            return timed(lambda: TensorRTBackend.from_model_dir(self.folder, manifest, device="cuda",
-                                                                precision=self.precision))
+            return timed(lambda: backend_for(self.folder, precision=self.precision))
         if self.through_registry:
             loaded, seconds = timed(lambda: registry.open_model(self.folder, self.task, backend=self.backend,
                                                                 device=self.device, threads=threads))
@@ -102,7 +99,7 @@ def gpu_engines() -> list[tuple[str, str, str | None]]:
     if "TensorrtExecutionProvider" in available:
         engines.append(("onnxruntime", "cuda", "tensorrt"))
     if importlib.util.find_spec("tensorrt") is not None:
-        from radedge.backends.tensorrt import PRECISIONS
+        from radedge.backends.plans import PRECISIONS
 
         engines += [("tensorrt", "cuda", precision) for precision in PRECISIONS]  # provider slot: plan precision
     return engines

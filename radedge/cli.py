@@ -1,5 +1,9 @@
 """`radedge` command line: one group, each subcommand in radedge/commands/, loaded on first use.
 
+Commands that other installed packages provide join the group through the `radedge.commands` entry
+point group (`radedge build-engine` comes from runtimes/tensorrt this way), so radedge lists and runs
+them without importing those packages by name.
+
 Exit codes (DESIGN.md): 0 every input handled; 1 finished but some inputs failed; 2 nothing done.
 """
 from __future__ import annotations
@@ -22,21 +26,28 @@ COMMANDS = {
     "eval": "radedge.commands.evaluate:evaluate",
     "models": "radedge.commands.models:models",
     "bench": "radedge.commands.bench:bench",
-    "build-engine": "radedge.commands.build_engine:build_engine",
 }
+PLUGIN_GROUP = "radedge.commands"  # entry points: name -> a click command in another package
+
+
+def plugin_commands() -> dict[str, Any]:
+    """Installed entry points of PLUGIN_GROUP by command name (not loaded)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in COMMANDS}
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted([*COMMANDS, *plugin_commands()])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module, attr = target.split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            if name in COMMANDS:
+                module, attr = COMMANDS[name].split(":")
+                return getattr(importlib.import_module(module), attr)
+            plugin = plugin_commands().get(name)
+            return None if plugin is None else plugin.load()
         except ImportError as exc:  # a command whose optional part is not installed
             raise click.ClickException(f"'{name}' is not available: {exc}") from exc
 

@@ -1,1 +1,2 @@
-"""Engine builders for accelerators (DESIGN.md): `runtimes.tensorrt`. Part of the source checkout only."""
+"""Engine builders for accelerators (DESIGN.md): `runtimes.tensorrt`. Installed with radedge; imports
+radedge, never the reverse."""

@@ -69,7 +69,7 @@ def tiny_deberta_report_model(tmp_path_factory) -> Path:
 
 def _accelerator_skips() -> dict[str, str]:
     """marker -> why its tests cannot run here ({} when a CUDA GPU and TensorRT are both present)."""
-    from radedge.backends.tensorrt import cuda_device_count
+    from radedge.backends.cuda import cuda_device_count
 
     reasons = {}
     if cuda_device_count() == 0:

@@ -1,11 +1,11 @@
-"""Device presence: the CUDA driver count without any package, the GPU requirement."""
+"""radedge.backends.cuda, device presence: the CUDA driver count without any package, the GPU requirement."""
 from __future__ import annotations
 
 import ctypes
 
 import pytest
 
-from radedge.backends import tensorrt as trtb
+from radedge.backends import cuda
 from radedge.errors import DeviceUnavailableError
 
 
@@ -15,14 +15,14 @@ def test_cuda_device_count_is_zero_without_a_driver(monkeypatch):
         raise OSError(name)
 
     monkeypatch.setattr(ctypes, "CDLL", no_lib)
-    assert trtb.cuda_device_count() == 0
+    assert cuda.cuda_device_count() == 0
 
 
 def test_require_gpu(monkeypatch):
     with pytest.raises(DeviceUnavailableError, match="only on a GPU"):
-        trtb.require_gpu("cpu")
-    monkeypatch.setattr(trtb, "cuda_device_count", lambda: 0)
+        cuda.require_gpu("cpu")
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 0)
     with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
-        trtb.require_gpu("cuda")
-    monkeypatch.setattr(trtb, "cuda_device_count", lambda: 1)
-    trtb.require_gpu("auto")
+        cuda.require_gpu("cuda")
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 1)
+    cuda.require_gpu("auto")

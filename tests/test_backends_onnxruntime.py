@@ -4,7 +4,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import pytest
 
-from radedge.backends import tensorrt as trtb
+from radedge.backends import cuda
 from radedge.errors import DeviceUnavailableError
 
 
@@ -14,12 +14,12 @@ def test_providers_for_checks_the_gpu_not_only_the_install(monkeypatch):
 
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(trtb, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 0)
     with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
         ortb.providers_for("cuda")
     with pytest.warns(UserWarning, match="CPU"):
         assert ortb.providers_for("auto") == ["CPUExecutionProvider"]
-    monkeypatch.setattr(trtb, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 1)
     assert ortb.providers_for("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert ortb.providers_for("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert ortb.providers_for("cuda", provider="tensorrt")[0] == "TensorrtExecutionProvider"

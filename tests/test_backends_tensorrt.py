@@ -12,10 +12,10 @@ import onnxruntime as ort
 import pytest
 
 from radedge.backends import open_backend
+from radedge.backends import cuda, plans
 from radedge.backends import tensorrt as trtb
 from radedge.errors import BackendError, DeviceUnavailableError
 from radedge.manifest import Manifest, TensorSpec
-from runtimes.tensorrt import precision
 from tests.tiny_models import write_calibration_reports
 
 
@@ -24,8 +24,7 @@ def test_open_backend_tensorrt_on_cpu_is_a_device_error(tiny_report_model):
         open_backend(tiny_report_model, Manifest.read(tiny_report_model), backend="tensorrt", device="cpu")
 
 
-
-H100 = trtb.DeviceInfo("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
+H100 = cuda.DeviceInfo("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
 
 
 # ---- the backend's run logic on a fake CUDA + TensorRT -----------------------------------------
@@ -202,32 +201,6 @@ def test_backend_refuses_an_unreadable_plan(fake_gpu, tmp_path):
         trtb.TensorRTBackend(bad, FAKE_MANIFEST)
 
 
-def test_from_model_dir_uses_the_cache_then_the_builder(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
-    m = Manifest.read(tiny_report_model)
-    monkeypatch.setattr(trtb, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(trtb, "current_device", lambda index=0: H100)
-    cache = tmp_path / "engines"
-    cache.mkdir()
-    built = []
-
-    def build_plan(model_dir, precision="fp16", cache_dir=None, force=False, **kw):
-        path = trtb.plan_path(cache_dir, trtb.PlanKey(m.files["model.onnx"], H100, precision))
-        path.write_bytes(b"plan")
-        built.append((precision, force, kw.get("max_batch")))
-        return SimpleNamespace(plan=path)
-
-    monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: SimpleNamespace(build_plan=build_plan))
-    backend = trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
-    assert built == [("fp16", False, None)] and isinstance(backend, trtb.TensorRTBackend)
-    trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
-    assert len(built) == 1  # second time: from the cache
-    stale = trtb.plan_path(cache, trtb.PlanKey(m.files["model.onnx"], H100, "fp16"))
-    stale.write_bytes(b"stale")  # e.g. after a driver change
-    trtb.meta_path(stale).write_text('{"build_args": {"precision": "fp16", "max_batch": 8}}')
-    trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
-    assert built[-1] == ("fp16", True, 8)  # rebuilt as it had been built
-
-
 def FAKE_MANIFEST_FOR(m: Manifest) -> Manifest:
     """The tiny report manifest, its files kept, its tensors those of the fake engine."""
     fake = Manifest.from_dict(m.to_dict())
@@ -235,23 +208,31 @@ def FAKE_MANIFEST_FOR(m: Manifest) -> Manifest:
     return fake
 
 
-def test_engine_for_turns_build_refusals_into_backend_errors(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(trtb, "current_device", lambda index=0: H100)
+def test_from_model_dir_loads_the_cached_plan_and_never_builds(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
+    m = Manifest.read(tiny_report_model)
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(plans, "current_device", lambda index=0: H100)
+    cache = tmp_path / "engines"
+    cache.mkdir()
+    with pytest.raises(BackendError, match=r"no fp16/int8 TensorRT plan .* `radedge build-engine .*tiny-report` "):
+        trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
+    with pytest.raises(BackendError, match=r"no int8 TensorRT plan .*build-engine .* --precision int8`"):
+        trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache,
+                                            precision="int8")
+    assert list(cache.iterdir()) == []  # nothing was built
+    plan = plans.plan_path(cache, plans.PlanKey(m.files["model.onnx"], H100, "fp16"))
+    plan.write_bytes(b"plan")  # what `radedge build-engine` leaves in the cache
+    backend = trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
+    assert backend.plan == plan
+    plan.write_bytes(b"stale")  # e.g. after a driver change: the fake runtime cannot deserialise it
+    with pytest.raises(BackendError, match=r"could not deserialise.*build-engine .*tiny-report --force`"):
+        trtb.TensorRTBackend.from_model_dir(tiny_report_model, FAKE_MANIFEST_FOR(m), cache_dir=cache)
 
-    prepare = precision.prepare  # the builder's first step; refuses int8 without Q/DQ or calibration
 
-    def build_plan(model_dir, precision="fp16", cache_dir=None, **kw):
-        return prepare(model_dir, Manifest.read(model_dir), precision)
-    monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: SimpleNamespace(build_plan=build_plan))
-    with pytest.raises(BackendError, match="int8 TensorRT plan.*calibration folder"):
-        trtb.engine_for(tiny_report_model, Manifest.read(tiny_report_model), precision="int8", cache_dir=tmp_path)
-
-
-def test_engine_for_without_plan_or_builder_names_the_command(fake_gpu, tiny_report_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(trtb, "current_device", lambda index=0: H100)
-    with pytest.raises(BackendError, match="build-engine"):
-        trtb.engine_for(tiny_report_model, Manifest.read(tiny_report_model), cache_dir=tmp_path, build=False)
-
+def test_from_model_dir_needs_a_gpu(tiny_report_model, monkeypatch):
+    monkeypatch.setattr(cuda, "cuda_device_count", lambda: 0)
+    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+        trtb.TensorRTBackend.from_model_dir(tiny_report_model, Manifest.read(tiny_report_model))
 
 
 # ---- on a GPU with TensorRT ---------------------------------------------------------------------
@@ -274,7 +255,7 @@ def test_tiny_report_plan_matches_onnxruntime_cpu(tiny_report_model, tmp_path, p
                        cache_dir=tmp_path / "engines")
     assert again.cached and again.plan == result.plan
     m = Manifest.read(tiny_report_model)
-    monkeypatch.setenv(trtb.ENGINE_DIR_VAR, str(tmp_path / "engines"))
+    monkeypatch.setenv(plans.ENGINE_DIR_VAR, str(tmp_path / "engines"))
     backend = open_backend(tiny_report_model, m, backend="tensorrt", device="cuda")  # finds the cached plan
     assert isinstance(backend, trtb.TensorRTBackend) and backend.plan == result.plan
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tests.paths import ROOT, need_data
 
-from radedge.backends import tensorrt as trtb
+from radedge.backends import plans
 
 pytestmark = pytest.mark.gpu
 
@@ -51,8 +51,9 @@ def _need_path(backend: str) -> None:
 
 
 def _build(model_dir: Path, precision: str, calib: Path | None, cache: Path) -> None:
-    builder = trtb.import_builder(model_dir)
-    result = builder.build_plan(model_dir, precision=precision, calib=calib, cache_dir=cache)
+    from runtimes.tensorrt import build_plan
+
+    result = build_plan(model_dir, precision=precision, calib=calib, cache_dir=cache)
     if result.meta.get("precision") != precision:
         pytest.skip(f"{precision} plan not built: {'; '.join(result.meta.get('notes', []))}")
 
@@ -91,7 +92,7 @@ def test_report_labels_agree_with_cpu_int8(backend, device, precision, cpu_repor
             for i, row in enumerate(_openi(False)[:256]):
                 (calib / f"{i}.txt").write_text(row["text"], encoding="utf-8")
         _build(REPORT_MODEL, precision, calib, engine_cache / precision)
-        monkeypatch.setenv(trtb.ENGINE_DIR_VAR, str(engine_cache / precision))
+        monkeypatch.setenv(plans.ENGINE_DIR_VAR, str(engine_cache / precision))
     labeler = ReportLabeler.load(str(REPORT_MODEL), backend=backend, device=device)
     if backend == "tensorrt":
         assert labeler.backend.plan.name.endswith(f".{precision}.plan")  # the precision under test ran
@@ -148,7 +149,7 @@ def test_image_auc_within_tolerance_of_cpu_int8(backend, device, precision, nih_
         # int8 calibrates on the adult COVID-collection images, never on the NIH images it is scored on
         _build(IMAGE_MODEL, precision, need_data("images", "covid-cases") if precision == "int8" else None,
                engine_cache / precision)
-        monkeypatch.setenv(trtb.ENGINE_DIR_VAR, str(engine_cache / precision))
+        monkeypatch.setenv(plans.ENGINE_DIR_VAR, str(engine_cache / precision))
     scorer = ImageScorer.load(str(IMAGE_MODEL), backend=backend, device=device, batch_size=16)
     gpu = np.stack([r.probabilities for r in scorer([str(p) for p in paths])])
     cpu_auc, gpu_auc = _aucs(cpu, truth), _aucs(gpu, truth)

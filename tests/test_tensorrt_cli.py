@@ -1,8 +1,11 @@
-"""`radedge build-engine` and `python -m runtimes.tensorrt`: options, error paths without a GPU, the
-CPU-only prepare command."""
+"""`radedge build-engine` (runtimes.tensorrt.cli, a radedge plugin command) and `python -m runtimes.tensorrt`:
+plugin discovery, options, error paths without a GPU, the CPU-only prepare command."""
 from __future__ import annotations
 
+import json
 import sys
+import tomllib
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,8 +14,10 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from radedge.backends import tensorrt as trtb
-from radedge.errors import BackendError
+from radedge import cli
+from radedge.backends import cuda
+from radedge.cli import PLUGIN_GROUP
+from runtimes.tensorrt.cli import build_engine
 from tests.onnx_graphs import run_cpu
 from tests.paths import ROOT
 
@@ -22,23 +27,44 @@ def _no_accelerator() -> bool:
         import tensorrt  # noqa: F401
     except ImportError:
         return True
-    return trtb.cuda_device_count() == 0
+    return cuda.cuda_device_count() == 0
+
+
+@pytest.fixture
+def radedge_cli(monkeypatch):
+    """The radedge group with the plugin commands pyproject.toml declares, as `pip install` registers
+    them (the shared development install may predate the declaration)."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][PLUGIN_GROUP]
+    points = {name: EntryPoint(name, value, PLUGIN_GROUP) for name, value in declared.items()}
+    monkeypatch.setattr(cli, "plugin_commands", lambda: points)
+    return cli.main
+
+
+def test_build_engine_is_a_radedge_command_that_runtimes_provides(radedge_cli):
+    assert "build-engine" in radedge_cli.list_commands(None)
+    command = radedge_cli.get_command(None, "build-engine")
+    assert command is build_engine and command.callback.__module__ == "runtimes.tensorrt.cli"
+    result = CliRunner().invoke(radedge_cli, ["build-engine", "--help"])
+    assert result.exit_code == 0 and "Build (or reuse) a TensorRT plan for MODEL" in result.output
+
+
+def test_a_plugin_command_that_cannot_import_is_explained(monkeypatch):
+    broken = EntryPoint("broken", "no_such_package.cli:command", PLUGIN_GROUP)
+    monkeypatch.setattr(cli, "plugin_commands", lambda: {"broken": broken})
+    result = CliRunner().invoke(cli.main, ["broken"])
+    assert result.exit_code == 1 and "'broken' is not available: No module named 'no_such_package'" in result.output
 
 
 @pytest.mark.skipif(not _no_accelerator(), reason="TensorRT and a GPU are present: the error path cannot happen")
-def test_build_engine_without_gpu_or_tensorrt_exits_2_with_one_line(tiny_report_model):
-    from radedge.cli import main
-
-    result = CliRunner().invoke(main, ["build-engine", str(tiny_report_model)])
+def test_build_engine_without_gpu_or_tensorrt_exits_2_with_one_line(tiny_report_model, radedge_cli):
+    result = CliRunner().invoke(radedge_cli, ["build-engine", str(tiny_report_model)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines() if hasattr(result, "stderr") else result.output.strip().splitlines()
     assert len(lines) == 1 and ("TensorRT" in lines[0] or "GPU" in lines[0])
 
 
-def test_build_engine_passes_its_options_to_the_builder(tiny_report_model, tmp_path, monkeypatch):
-    import json
-
-    from radedge.cli import main
+def test_build_engine_passes_its_options_to_the_builder(tiny_report_model, tmp_path, monkeypatch, radedge_cli):
+    from runtimes.tensorrt import build
 
     calls = []
 
@@ -46,22 +72,22 @@ def test_build_engine_passes_its_options_to_the_builder(tiny_report_model, tmp_p
         calls.append((model_dir, kwargs))
         return SimpleNamespace(plan=tmp_path / "x.plan", meta={"precision": kwargs["precision"]}, cached=False)
 
-    builder = SimpleNamespace(build_plan=build_plan, resolve_model=lambda name: Path(name),
-                              summary=lambda result: f"built {result.meta['precision']}")
-    monkeypatch.setattr(trtb, "import_tensorrt", lambda: object())
-    monkeypatch.setattr(trtb, "require_gpu", lambda device: None)
-    monkeypatch.setattr(trtb, "import_builder", lambda model_dir=None: builder)
+    monkeypatch.setattr(cuda, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(cuda, "require_gpu", lambda device: None)
+    monkeypatch.setattr(build, "build_plan", build_plan)
+    monkeypatch.setattr(build, "resolve_model", lambda name: Path(name))
+    monkeypatch.setattr(build, "summary", lambda result: f"built {result.meta['precision']}")
     runner = CliRunner()
-    result = runner.invoke(main, ["build-engine", str(tiny_report_model), "--precision", "int8", "--calib",
-                                  str(tmp_path), "--max-batch", "8", "--max-length", "16", "--cache-dir",
-                                  str(tmp_path / "c"), "--force", "--json"])
+    result = runner.invoke(radedge_cli, ["build-engine", str(tiny_report_model), "--precision", "int8", "--calib",
+                                         str(tmp_path), "--max-batch", "8", "--max-length", "16", "--cache-dir",
+                                         str(tmp_path / "c"), "--force", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"plan": str(tmp_path / "x.plan"), "precision": "int8"}
     assert calls == [(tiny_report_model, {"precision": "int8", "calib": str(tmp_path), "max_batch": 8,
                                           "max_length": 16, "cache_dir": str(tmp_path / "c"), "force": True})]
-    assert runner.invoke(main, ["build-engine", str(tiny_report_model)]).output.strip() == "built fp16"
-    assert runner.invoke(main, ["build-engine", str(tiny_report_model), "--precision", "fp32"]).exit_code == 2
-    assert runner.invoke(main, ["build-engine", str(tiny_report_model), "--max-batch", "0"]).exit_code == 2
+    assert runner.invoke(radedge_cli, ["build-engine", str(tiny_report_model)]).output.strip() == "built fp16"
+    assert runner.invoke(radedge_cli, ["build-engine", str(tiny_report_model), "--precision", "fp32"]).exit_code == 2
+    assert runner.invoke(radedge_cli, ["build-engine", str(tiny_report_model), "--max-batch", "0"]).exit_code == 2
 
 
 @pytest.mark.skipif(not _no_accelerator(), reason="TensorRT and a GPU are present: the error path cannot happen")
@@ -83,23 +109,6 @@ def test_runtimes_prepare_command_writes_a_graph_onnxruntime_runs(tiny_report_mo
     np.testing.assert_allclose(run_cpu(onnx.load(str(out)), feeds)[0],
                                run_cpu(onnx.load(str(tiny_report_model / "model.onnx")), feeds)[0], rtol=1e-6)
     assert main(["prepare", str(tmp_path / "nowhere"), str(out)]) == 2
-
-
-def test_builder_is_importable_from_the_checkout_and_missing_builder_is_explained(monkeypatch):
-    assert hasattr(trtb.import_builder(), "build_plan")
-    import importlib
-
-    real = importlib.import_module
-
-    def fail(name, *args):
-        if name == "runtimes.tensorrt":
-            raise ImportError("No module named 'runtimes'")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", fail)
-    with pytest.raises(BackendError, match="source checkout"):
-        trtb.import_builder("models/report-student")
-
 
 
 def test_module_help_runs():

@@ -16,7 +16,7 @@ def open_backend(model_dir: str | os.PathLike, manifest: Manifest, backend: str 
     """Open a verified model folder's graph on a backend and check its tensors against the manifest.
 
     `backend="onnxruntime"` with `device="cuda"` uses the CUDA execution provider; `backend="tensorrt"`
-    loads (or builds and caches) a native TensorRT plan for this GPU.
+    loads this GPU's cached TensorRT plan (built beforehand by `radedge build-engine`).
     """
     model_path = Path(model_dir) / "model.onnx"
     if backend == "onnxruntime":

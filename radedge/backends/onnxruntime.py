@@ -38,7 +38,7 @@ def providers_for(device: str, provider: str | None = None) -> list[str]:
     """Execution providers for a device; a missing requested one raises, only `auto` falls back."""
     import onnxruntime as ort
 
-    from .tensorrt import cuda_device_count
+    from .cuda import cuda_device_count
 
     # onnxruntime-gpu lists its GPU providers whether or not a GPU is present: check the device too.
     available = ort.get_available_providers()
@@ -64,7 +64,7 @@ def providers_for(device: str, provider: str | None = None) -> list[str]:
 def provider_options(providers: list[str]) -> list[dict[str, str]]:
     """Per-provider options: the TensorRT provider caches its engines and timings beside radedge's
     own plans (so only the first session on a GPU pays the build) and may use fp16."""
-    from .tensorrt import default_cache_dir
+    from .plans import default_cache_dir
 
     trt_cache = str(default_cache_dir() / "onnxruntime-trt")
     trt = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": trt_cache,

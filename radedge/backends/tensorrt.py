@@ -1,230 +1,27 @@
-"""TensorRT backend: a native plan built on this GPU, run behind the same numpy-in / numpy-out interface.
+"""TensorRT backend: this GPU's cached plan, run behind the same numpy-in / numpy-out interface.
 
-Three parts, each usable alone:
-
-* **Presence** — `cuda_device_count()` (the CUDA driver through ctypes, no package needed) and
-  `import_tensorrt()` / `import_cudart()` (lazy imports that raise DeviceUnavailableError naming the
-  `gpu` extra). `import radedge` never imports TensorRT.
-* **Plan cache** — a plan only runs on the GPU model and TensorRT version that built it, so the
-  cache key is (model sha256, GPU name, compute capability, TensorRT version, precision). A new GPU
-  or a TensorRT upgrade therefore *misses* the cache and rebuilds; a plan that fails to deserialise
-  anyway (e.g. after a driver change) is rebuilt too. `PlanKey`, `plan_path`, `find_plan`.
-* **Execution** — `TensorRTBackend`: TensorRT 10/11 tensor-name API (`set_input_shape`,
-  `set_tensor_address`, `execute_async_v3`), one execution context, CUDA stream and set of device
-  buffers per thread (thread-safe), buffers reused across calls and grown for a bigger batch; a batch
-  above the plan's profile is split into chunks.
-
-Building lives in `runtimes/tensorrt` (a checkout-level package that needs `onnx`); when it is not
-importable, a missing plan is a BackendError that names the command to run.
+`TensorRTBackend`: TensorRT 10/11 tensor-name API (`set_input_shape`, `set_tensor_address`,
+`execute_async_v3`), one execution context, CUDA stream and set of device buffers per thread
+(thread-safe), buffers reused across calls and grown for a bigger batch; a batch above the plan's
+profile is split into chunks. The backend only *loads* plans (`plans.engine_for`): a missing or stale
+plan is a BackendError naming `radedge build-engine`, the command (runtimes/tensorrt) that builds one.
+Device presence is in `cuda.py`, the plan cache in `plans.py`.
 """
 from __future__ import annotations
 
-import ctypes
-import json
 import os
-import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendError, DeviceUnavailableError
-from ..manifest import Manifest, TensorSpec, sha256_file
-
-ENGINE_DIR_VAR = "RADEDGE_ENGINE_DIR"
-PRECISIONS = ("fp16", "int8")  # what the builder makes; fp32 plans are never worth shipping
-GPU_EXTRA_HINT = "install it with `pip install 'radedge[gpu]'` on a machine with an NVIDIA GPU"
-BUILD_HINT = ("build one with `radedge build-engine {model}` (or `python -m runtimes.tensorrt build {model}`) "
-              "from a radedge checkout")
+from ..errors import BackendError
+from ..manifest import Manifest, TensorSpec
+from .cuda import cuda_call, import_cudart, import_tensorrt, require_gpu
+from .plans import build_command_hint, engine_for
 
 
-# ---- presence ------------------------------------------------------------------------------------
-def cuda_device_count() -> int:
-    """Visible CUDA devices (honours CUDA_VISIBLE_DEVICES); 0 when there is no driver or no GPU."""
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    return 0
-
-
-def import_tensorrt() -> Any:
-    """The `tensorrt` module, or DeviceUnavailableError saying how to get it."""
-    try:
-        import tensorrt
-    except ImportError as exc:  # also raised when libnvinfer is missing beside the bindings
-        raise DeviceUnavailableError(f"TensorRT is not installed ({exc}); {GPU_EXTRA_HINT}") from exc
-    return tensorrt
-
-
-def import_cudart() -> Any:
-    """cuda-python's runtime bindings (the module TensorRT's own samples use), new or old layout."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python 12.x
-        except ImportError as exc:
-            raise DeviceUnavailableError(f"cuda-python is not installed ({exc}); {GPU_EXTRA_HINT}") from exc
-    return cudart
-
-
-def cuda_call(result: Any) -> Any:
-    """Unwrap a cuda-python `(error, value...)` tuple, raising BackendError on a CUDA error."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(getattr(err, "value", err)) != 0:  # cudaError_t is an enum; cudaSuccess == 0
-        raise BackendError(f"CUDA call failed: {getattr(err, 'name', err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def require_gpu(device: str) -> None:
-    """DeviceUnavailableError unless `device` asks for a GPU and one is visible."""
-    if device == "cpu":
-        raise DeviceUnavailableError("the tensorrt backend runs only on a GPU: use --device cuda, "
-                                     "or --backend onnxruntime for the CPU")
-    if device not in ("cuda", "auto"):
-        raise DeviceUnavailableError(f"unknown device {device!r}; the tensorrt backend needs cuda")
-    if cuda_device_count() == 0:
-        raise DeviceUnavailableError("no CUDA GPU is visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES "
-                                     "hides it); use --backend onnxruntime --device cpu")
-
-
-# ---- plan cache ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What a plan is tied to: the GPU model (name, compute capability) and TensorRT's version."""
-
-    gpu_name: str
-    compute_capability: tuple[int, int]
-    tensorrt_version: str
-
-    @property
-    def slug(self) -> str:
-        """File-name form, e.g. `nvidia-h100-80gb-hbm3.sm90.trt10-13-0-35`."""
-        major, minor = self.compute_capability
-        return f"{_slug(self.gpu_name)}.sm{major}{minor}.trt{_slug(self.tensorrt_version)}"
-
-
-def current_device(index: int = 0) -> DeviceInfo:
-    """The GPU at `index` and the installed TensorRT, read through cuda-python."""
-    trt = import_tensorrt()
-    cudart = import_cudart()
-    props = cuda_call(cudart.cudaGetDeviceProperties(index))
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return DeviceInfo(name.strip("\x00 "), (int(props.major), int(props.minor)), str(trt.__version__))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "gpu"
-
-
-@dataclass(frozen=True)
-class PlanKey:
-    """The cache key of one plan; `stem` is its file name without `.plan`."""
-
-    model_sha256: str
-    device: DeviceInfo
-    precision: str
-
-    @property
-    def stem(self) -> str:
-        return f"{self.model_sha256[:16]}.{self.device.slug}.{self.precision}"
-
-
-def default_cache_dir() -> Path:
-    """$RADEDGE_ENGINE_DIR, else $XDG_CACHE_HOME/radedge/engines, else ~/.cache/radedge/engines.
-
-    Not the model folder: an installed model may be read-only, and one model folder may be shared
-    by machines with different GPUs."""
-    if os.environ.get(ENGINE_DIR_VAR):
-        return Path(os.environ[ENGINE_DIR_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "radedge" / "engines"
-
-
-def plan_path(cache_dir: str | os.PathLike, key: PlanKey) -> Path:
-    return Path(cache_dir) / f"{key.stem}.plan"
-
-
-def meta_path(plan: Path) -> Path:
-    """The JSON sidecar of a plan: profile, precision actually built, int8 gate result, versions."""
-    return plan.with_suffix(".json")
-
-
-def read_meta(plan: Path) -> dict[str, Any]:
-    try:
-        return json.loads(meta_path(plan).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def find_plan(cache_dir: str | os.PathLike, model_sha256: str, device: DeviceInfo,
-              precision: str | None = None) -> Path | None:
-    """The cached plan for this model on this GPU and TensorRT; `precision=None` prefers int8
-    (built only on request, and only when it passed its accuracy gate), then fp16."""
-    for p in ([precision] if precision else ["int8", "fp16"]):
-        path = plan_path(cache_dir, PlanKey(model_sha256, device, p))
-        if path.is_file():
-            return path
-    return None
-
-
-def model_sha256(model_dir: str | os.PathLike, manifest: Manifest) -> str:
-    """The manifest's sha256 of model.onnx (verified at load); hashed afresh when absent."""
-    return manifest.files.get("model.onnx") or sha256_file(Path(model_dir) / "model.onnx")
-
-
-def engine_for(model_dir: str | os.PathLike, manifest: Manifest, precision: str | None = None,
-               cache_dir: str | os.PathLike | None = None, build: bool = True) -> Path:
-    """The plan for a model folder on this GPU: from the cache, else built by runtimes.tensorrt.
-
-    This is the one function the CLI, the benchmarks and the backend use to get an engine.
-    """
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    device = current_device()
-    found = find_plan(cache, model_sha256(model_dir, manifest), device, precision)
-    if found is not None:
-        return found
-    if not build:
-        raise BackendError(f"no TensorRT plan for {model_dir} on {device.gpu_name} in {cache}; "
-                           + BUILD_HINT.format(model=model_dir))
-    builder = import_builder(model_dir)
-    try:
-        return builder.build_plan(model_dir, precision=precision or "fp16", cache_dir=cache).plan
-    except (ValueError, OSError) as exc:  # e.g. int8 asked for a model with no Q/DQ and no calibration data
-        raise BackendError(f"cannot build a {precision or 'fp16'} TensorRT plan for {model_dir}: {exc}") from exc
-
-
-def import_builder(model_dir: str | os.PathLike | None = None) -> Any:
-    """`runtimes.tensorrt` from the source checkout (the one holding this radedge when installed
-    editable, else the current directory), or BackendError saying that it needs the checkout."""
-    import importlib
-    import sys
-
-    for checkout in (Path(__file__).resolve().parents[2], Path.cwd()):  # editable install; run from the checkout
-        if (checkout / "runtimes" / "tensorrt" / "__init__.py").is_file():
-            if str(checkout) not in sys.path:
-                sys.path.append(str(checkout))
-            break
-    try:
-        builder = importlib.import_module("runtimes.tensorrt")
-    except ImportError as exc:
-        raise BackendError(f"the TensorRT engine builder (runtimes.tensorrt) is not importable ({exc}): it ships "
-                           "in the radedge source checkout, not in the installed package; "
-                           + BUILD_HINT.format(model=model_dir or "MODEL")) from exc
-    return builder
-
-
-# ---- execution -----------------------------------------------------------------------------------
 class _DeviceBuffer:
     """One cudaMalloc'd block that only grows."""
 
@@ -311,20 +108,14 @@ class TensorRTBackend:
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, manifest: Manifest, device: str = "cuda",
                        precision: str | None = None, cache_dir: str | os.PathLike | None = None) -> "TensorRTBackend":
-        """Load this GPU's cached plan for the model (building it when the builder is importable)."""
+        """Load this GPU's cached plan for the model; BackendError naming the build command when there
+        is none, or when the cached one no longer deserialises (e.g. after a driver update)."""
         require_gpu(device)
         plan = engine_for(model_dir, manifest, precision=precision, cache_dir=cache_dir)
         try:
             return cls(plan, manifest)
-        except BackendError:
-            # A stale plan (same key, but e.g. a driver update): rebuild it once, as it was built.
-            builder = import_builder(model_dir)
-            args = read_meta(plan).get("build_args") or {"precision": precision or "fp16"}
-            try:
-                builder.build_plan(model_dir, cache_dir=plan.parent, force=True, **args)
-            except (ValueError, OSError) as exc:
-                raise BackendError(f"{plan}: stale TensorRT plan, and rebuilding it failed: {exc}") from exc
-            return cls(plan, manifest)
+        except BackendError as exc:
+            raise BackendError(f"{exc}; " + build_command_hint(model_dir, precision, force=True)) from exc
 
     # ---- running ----
     def _state(self) -> _ThreadState:
@@ -398,6 +189,4 @@ class TensorRTBackend:
             pass
 
 
-__all__ = ["DeviceInfo", "PlanKey", "TensorRTBackend", "cuda_device_count", "current_device", "default_cache_dir",
-           "engine_for", "find_plan", "import_builder", "import_cudart", "import_tensorrt", "model_sha256",
-           "plan_path", "read_meta", "require_gpu"]
+__all__ = ["TensorRTBackend"]

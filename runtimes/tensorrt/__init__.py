@@ -6,15 +6,33 @@
     radedge build-engine MODEL ...                                          # the same, from the radedge CLI
 
 Python: `build_plan(model_dir, precision=...)` builds or finds the cached plan and returns a
-BuildResult; `radedge.backends.tensorrt.engine_for(model_dir, manifest)` is what the runtime and the
-benchmarks call (cache first, then this builder); `TensorRTBackend(plan, manifest)` runs a plan.
+BuildResult; `backend_for(model_dir)` builds when needed and opens the plan. The runtime itself only
+loads plans (`radedge.backends.plans.engine_for`, then `radedge.backends.tensorrt.TensorRTBackend`):
+this package writes them into the cache it reads. runtimes imports radedge, never the reverse; the
+`radedge build-engine` command (cli.py) reaches the radedge CLI through the `radedge.commands` entry
+point group.
 
 Modules: surgery (ONNX fixes TensorRT needs), profiles (shape ranges from the manifest), precision
-(fp16 / int8 graphs, calibration and its accuracy gate), build (the TensorRT builder and cache).
+(fp16 / int8 graphs, calibration and its accuracy gate), build (the TensorRT builder and cache), cli.
 Only build needs TensorRT; it is imported lazily, with a clear error when absent.
 """
 from __future__ import annotations
 
-from .build import BuildResult, build_plan, resolve_model, summary
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BuildResult", "build_plan", "resolve_model", "summary"]
+_BUILD = ("BuildResult", "backend_for", "build_plan", "resolve_model", "summary")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import BuildResult, backend_for, build_plan, resolve_model, summary
+
+
+def __getattr__(name: str) -> Any:
+    # build imports onnx (the gpu extra): loaded on first use, so `radedge build-engine --help` and
+    # `import runtimes.tensorrt` work with the runtime's dependencies alone.
+    if name in _BUILD:
+        return getattr(importlib.import_module(f"{__name__}.build"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_BUILD)

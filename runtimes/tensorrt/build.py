@@ -16,8 +16,9 @@ from typing import Any
 
 import onnx
 
-from radedge.backends.tensorrt import (DeviceInfo, PlanKey, current_device, default_cache_dir, meta_path,
-                                       model_sha256, plan_path, read_meta, require_gpu)
+from radedge.backends.cuda import DeviceInfo, current_device, import_tensorrt, require_gpu
+from radedge.backends.plans import PlanKey, default_cache_dir, meta_path, model_sha256, plan_path, read_meta
+from radedge.backends.tensorrt import TensorRTBackend
 from radedge.errors import BackendError
 from radedge.manifest import Manifest
 
@@ -53,8 +54,6 @@ def build_plan(model_dir: str | os.PathLike, precision: str = "fp16", calib: str
     A cached plan is reused when its key matches (model sha256, GPU name, compute capability,
     TensorRT version, precision) and its profile covers the requested shapes; otherwise it is rebuilt.
     """
-    from radedge.backends.tensorrt import import_tensorrt
-
     trt = import_tensorrt()
     require_gpu("cuda")
     model_dir = Path(model_dir)
@@ -81,7 +80,7 @@ def build_plan(model_dir: str | os.PathLike, precision: str = "fp16", calib: str
         "source_quantization": prepared.source_kind, "surgery": prepared.surgery, "gate": prepared.gate,
         "notes": prepared.notes, "profile": {k: v.to_dict() for k, v in shapes.items()},
         "strongly_typed": strongly_typed_only(trt), "build_seconds": round(time.time() - started, 1),
-        # enough to rebuild the same plan when it stops deserialising (radedge.backends.tensorrt)
+        # enough to rebuild the same plan when it stops deserialising (`radedge build-engine --force`)
         "build_args": {"precision": precision, "calib": str(calib) if calib else None, "max_batch": max_batch,
                        "opt_batch": opt_batch, "max_length": max_length, "opt_length": opt_length,
                        "calib_limit": calib_limit},
@@ -91,6 +90,15 @@ def build_plan(model_dir: str | os.PathLike, precision: str = "fp16", calib: str
         _write_atomic(path, plan_bytes)
         _write_atomic(meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
     return BuildResult(requested, meta, cached=False)
+
+
+def backend_for(model_dir: str | os.PathLike, precision: str = "fp16",
+                cache_dir: str | os.PathLike | None = None) -> TensorRTBackend:
+    """A TensorRTBackend on this GPU's plan for a model folder, building the plan first when the cache
+    has none (the runtime's backend only loads; this is for callers that may build, e.g. benchmarks)."""
+    result = build_plan(model_dir, precision=precision, cache_dir=cache_dir)
+    manifest = Manifest.read(model_dir)
+    return TensorRTBackend(result.plan, manifest)
 
 
 def _build_serialized(trt: Any, prepared: prec.Prepared, shapes: dict[str, ShapeRange], timing_path: Path,

@@ -1,11 +1,16 @@
-"""`radedge build-engine MODEL`: build this GPU's TensorRT plan for a model (runtimes.tensorrt)."""
+"""`radedge build-engine MODEL`: build this GPU's TensorRT plan for a model.
+
+The command belongs to runtimes/ (radedge never imports it): the radedge CLI finds it through the
+`radedge.commands` entry point group that `pip install` registers (pyproject.toml), so it appears
+as `radedge build-engine` wherever radedge and runtimes are installed together.
+"""
 from __future__ import annotations
 
 import json
 
 import click
 
-from ..cli import guarded
+from radedge.cli import guarded
 
 
 @click.command("build-engine")
@@ -30,11 +35,12 @@ def build_engine(model: str, precision: str, calib: str | None, max_batch: int, 
     Plans are cached by model sha256, GPU name, compute capability, TensorRT version and precision,
     so a new GPU or TensorRT rebuilds instead of failing. Exit 2 when no GPU or TensorRT is present.
     """
-    from ..backends.tensorrt import import_builder, import_tensorrt, require_gpu
+    from radedge.backends.cuda import import_tensorrt, require_gpu
 
-    import_tensorrt()  # the clearest error first: no TensorRT, then no GPU, then no builder
+    from .build import build_plan, resolve_model, summary
+
+    import_tensorrt()  # the clearest error first: no TensorRT, then no GPU
     require_gpu("cuda")
-    builder = import_builder()
-    result = builder.build_plan(builder.resolve_model(model), precision=precision, calib=calib,
-                                max_batch=max_batch, max_length=max_length, cache_dir=cache_dir, force=force)
-    click.echo(json.dumps({"plan": str(result.plan), **result.meta}, indent=2) if as_json else builder.summary(result))
+    result = build_plan(resolve_model(model), precision=precision, calib=calib, max_batch=max_batch,
+                        max_length=max_length, cache_dir=cache_dir, force=force)
+    click.echo(json.dumps({"plan": str(result.plan), **result.meta}, indent=2) if as_json else summary(result))

@@ -274,7 +274,10 @@ class Builder:
             cls, body = POSITIVE, self.sentence(finding, POSITIVE)
         other = self.rng.choice([f for f in SCORED if f != finding])
         other_cls = self.rng.choice((POSITIVE, NEGATIVE, UNCERTAIN))
-        lines = [f"{head}: {body}", f"Lungs: {self.sentence(other, other_cls)}"]
+        lungs = "Lungs"
+        if self.rng.random() < 0.5:  # structured reports write sub-headers in capitals
+            head, lungs = head.upper(), lungs.upper()
+        lines = [f"{head}: {body}", f"{lungs}: {self.sentence(other, other_cls)}"]
         self.rng.shuffle(lines)
         text = "FINDINGS:\n" + "\n".join(lines) + "\n" + " ".join(self.fillers(1))
         labels = {finding: cls, other: other_cls}

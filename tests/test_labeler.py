@@ -196,3 +196,13 @@ def test_labeling_imports_no_torch(tiny_report_model: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_caps_subheader_naming_a_finding(rules: ReportLabeler) -> None:
+    """An ALL-CAPS sub-header inside FINDINGS is read with its header: 'SUPPORT DEVICES: None.' is a
+    negative Support Devices, and its evidence points into the report as given."""
+    text = "FINDINGS:\r\nSUPPORT DEVICES: None.\r\nLUNGS: Clear. No PTX.\r\n\r\nIMPRESSION: No acute disease."
+    [r] = rules([text])
+    assert label_of(r, "Support Devices") == 0.0 and label_of(r, "Pneumothorax") == 0.0
+    assert [text[s:e] for s, e in r.evidence["Support Devices"]] == ["SUPPORT", "DEVICE", "None"]
+    assert [text[s:e] for s, e in r.evidence["Pneumothorax"]] == ["No", "PTX"]

@@ -295,6 +295,13 @@ def test_no_finding_evidence_is_the_text_read(rules: RuleLabeler) -> None:
     ("Pneumothorax: absent.\nLungs: clear.", "Pneumothorax", N),
     ("Support devices: Right IJ catheter tip in the SVC.", "Support Devices", P),
     ("Effusion, none on the left.", "Pleural Effusion", P),  # a "none" that is no header body
+    # noun-first variants and longer noun phrases before a post-negation
+    ("Thickening of the apical pleura.", "Pleural Other", P),
+    ("No thickening of the pleura.", "Pleural Other", N),
+    ("Opacification of the left lung base is not identified.", "Lung Opacity", N),
+    ("Consolidation in the right lower lobe has since resolved.", "Consolidation", N),
+    ("No further increase in the enlarged heart size.", "Cardiomegaly", P),
+    ("Pacemaker lead in the heart.", "Cardiomegaly", B),  # CheXpert's location unmention stays
 ])
 def test_generalising_rules(rules: RuleLabeler, text: str, finding: str, expected: int) -> None:
     assert label(rules, text)[finding] == expected

@@ -82,3 +82,11 @@ def test_read_text_maps_a_word_back() -> None:
         i = read.text.index(word)
         [(s, e)] = read.to_report(i, i + len(word))
         assert text[s:e] == word
+
+
+def test_caps_subheaders_inside_findings_are_read_with_their_header() -> None:
+    text = ("INDICATION: cough\nFINDINGS:\nSUPPORT DEVICES: None.\nLUNGS: Clear.\n\n"
+            "IMPRESSION: Normal.\nRECOMMENDATION: follow-up CT")
+    assert findings_text(text) == "SUPPORT DEVICES: None.\n\nLUNGS: Clear.\n\nNormal."
+    # before any findings header, an unknown caps header is still not read when FINDINGS exists
+    assert findings_text("PA AND LATERAL VIEWS:\nportable\nFINDINGS: clear") == "clear"

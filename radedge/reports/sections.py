@@ -59,12 +59,19 @@ _HEADER_RE = re.compile(
 @dataclass(frozen=True)
 class Section:
     """One section of a report: its header as written ('' before the first header) and its body,
-    which is `text[start:end]` of the report it came from (so offsets survive extraction)."""
+    which is `text[start:end]` of the report it came from (so offsets survive extraction);
+    the header itself starts at `head` (== start for the unheaded lead section)."""
 
     header: str
     body: str
     start: int
     end: int
+    head: int
+
+    @property
+    def is_context(self) -> bool:
+        """True for sections that give context, not findings (indication, history, comparison, ...)."""
+        return bool(_OTHER_RE.match(self.header))
 
     @property
     def is_findings(self) -> bool:
@@ -102,18 +109,19 @@ def _stripped(text: str, start: int, end: int) -> tuple[int, int]:
 def split_sections(text: str) -> list[Section]:
     """All sections of `text` in order; text before the first header is a section with header ''."""
     sections: list[Section] = []
-    header, pos = "", 0
+    header, head, pos = "", 0, 0
     for match in _HEADER_RE.finditer(text):
         if not _is_header(match):
             continue
         start, end = _stripped(text, pos, match.start())
         if header or end > start:
-            sections.append(Section(header, text[start:end], start, end))
+            sections.append(Section(header, text[start:end], start, end, head if header else start))
         name = match.group("named") or match.group("alone") or match.group("caps")
         header, pos = _normalise(name), match.end()
+        head = match.start("named" if match.group("named") else "alone" if match.group("alone") else "caps")
     start, end = _stripped(text, pos, len(text))
     if header or end > start:
-        sections.append(Section(header, text[start:end], start, end))
+        sections.append(Section(header, text[start:end], start, end, head if header else start))
     return sections
 
 
@@ -166,22 +174,34 @@ class ReadText:
 def read_text(text: str) -> ReadText:
     """The part of a report the labelers and the distilled student read, with its report offsets.
 
-    The FINDINGS / IMPRESSION-like sections joined by a blank line, in report order. When the report
+    The FINDINGS / IMPRESSION-like sections joined by a blank line, in report order, with any
+    ALL-CAPS sub-sections right after them (header included: "LINES/TUBES: None."). When the report
     has no such header: the whole text, except sections under a known context header (indication,
     history, comparison, ...) when the report has such headers. Empty or blank text gives ''.
     """
     if not text or not text.strip():
         return ReadText("", ())
     sections = split_sections(text)
-    targets = [s for s in sections if s.is_findings]
-    if targets:
-        kept = [s for s in targets if s.body]
+    if any(s.is_findings for s in sections):
+        # FINDINGS / IMPRESSION, and the sub-headed parts inside them: an ALL-CAPS header we do not
+        # know ("LINES AND TUBES:", "LUNGS:") right after a findings section is a sub-header of it,
+        # read together with its header text ("SUPPORT DEVICES: None." says what it negates).
+        spans, inside = [], False
+        for s in sections:
+            if s.is_findings:
+                inside = True
+                if s.body:
+                    spans.append((s.start, s.end))
+            elif inside and s.header and not s.is_context:
+                spans.append((s.head, s.end))
+            else:
+                inside = False
     elif all(s.header == "" for s in sections):
-        kept = sections  # one unheaded section: the whole text, stripped
+        spans = [(s.start, s.end) for s in sections]  # one unheaded section: the whole text, stripped
     else:
         # Headers, but none of ours: keep the unheaded lead text and sections we do not know, drop context.
-        kept = [s for s in sections if s.body and not _OTHER_RE.match(s.header)]
-    return ReadText(SEPARATOR.join(s.body for s in kept), tuple((s.start, s.end) for s in kept))
+        spans = [(s.start, s.end) for s in sections if s.body and not s.is_context]
+    return ReadText(SEPARATOR.join(text[a:b] for a, b in spans), tuple(spans))
 
 
 def findings_text(text: str) -> str:

@@ -59,6 +59,11 @@ class PixelDecodeError(DicomError):
     """The header reads but the pixel data does not decode."""
 
 
+class ImageTooLargeError(DicomError):
+    """Rows x Columns x frames in the header (or a codestream's own size) is over the pixel cap;
+    refused before anything is decoded, so a forged header cannot make a decoder allocate gigabytes."""
+
+
 class ImageLoadError(InputError):
     """A PNG / JPEG file cannot be read, or holds a colour (not grey) picture."""
 

@@ -42,12 +42,14 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import DicomReadError, ImageLoadError, InputError, NotDicomError, PixelDecodeError, SkippedInput
-from .preprocess import grey_from_colour
+from ..errors import (DicomReadError, ImageLoadError, ImageTooLargeError, InputError, NotDicomError,
+                      PixelDecodeError, SkippedInput)
+from .codecs import CodestreamMismatch, Frame, ReducedUnavailable, decode_reduced
+from .preprocess import check_spec, grey_from_colour, resized_shape
 
 MAGIC_OFFSET = 128
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
@@ -59,6 +61,9 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # What `sniff` may say of a file that read_dicom reads (the last two get a synthetic preamble).
 DICOM_KINDS = frozenset({"part10", "dicm-no-preamble", "meta-no-preamble"})
+# Largest image decoded, in Rows x Columns x frames from the header (`--max-pixels`): an 8192 x 8192
+# frame, several times the largest chest radiograph, about 0.5 GB at its peak in float32 steps.
+DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class DicomImage:
     photometric: str = ""
     transfer_syntax: str = ""
     intensity: str = ""  # how [0, 1] was reached: "voi-lut", "window", or "minmax"
+    shape: tuple[int, int] = (0, 0)  # (Rows, Columns) at full resolution; `image` may be smaller
+    origin: float = 0.0  # a reduced image's sample geometry (`codecs.Frame`), for the resizing
+    decoded: str = "full"  # "full (why)", or the codec and factor of a reduced decode ("jpeg2000 1/4")
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -192,6 +200,8 @@ def check_scorable(ds: Any, views: frozenset[str] | None = DEFAULT_VIEWS) -> Non
         if "Image Storage" in name or _has_pixels(ds) or "Rows" in ds:
             raise DicomReadError("image object without Rows/Columns/Pixel Data (truncated or incomplete file)")
         raise SkippedInput(f"no pixel data ({name or 'unknown SOP class'})")
+    if _text(ds, "PhotometricInterpretation").upper() == "PALETTE COLOR":
+        raise SkippedInput("colour image (PALETTE COLOR), not a greyscale radiograph")
     modality = _text(ds, "Modality").upper()
     if modality not in RADIOGRAPH_MODALITIES:
         raise SkippedInput(f"modality {modality or '(none)'} (not a CR/DX radiograph)")
@@ -205,6 +215,22 @@ def check_scorable(ds: Any, views: frozenset[str] | None = DEFAULT_VIEWS) -> Non
     if views is not None and view and view not in views:
         kind = "lateral view" if view in LATERAL_VIEWS else "view"
         raise SkippedInput(f"{kind} (ViewPosition {view}) not in allowed views {','.join(sorted(views))}")
+
+
+def check_pixel_count(shape: tuple[int, ...], max_pixels: int | None, what: str = "header") -> None:
+    """ImageTooLargeError when rows x cols (x frames) exceeds `max_pixels` (None: no cap)."""
+    count = 1
+    for n in shape:
+        count *= int(n)
+    if max_pixels is not None and count > max_pixels:
+        size = " x ".join(str(int(n)) for n in shape)
+        raise ImageTooLargeError(f"image too large: {size} = {count:,} pixels ({what}) over the cap of "
+                                 f"{max_pixels:,} (--max-pixels)")
+
+
+def header_shape(ds: Any) -> tuple[int, int, int]:
+    """(Rows, Columns, NumberOfFrames) as the header gives them, before any decoding."""
+    return int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1) or 1)
 
 
 # ---- pixels ---------------------------------------------------------------------------------------
@@ -308,12 +334,35 @@ def decode_pixels(ds: Any) -> np.ndarray:
         raise PixelDecodeError(f"pixel data cannot be decoded ({ts_name}): {type(exc).__name__}: {exc}") from exc
 
 
-def to_display(ds: Any, voi: bool) -> tuple[np.ndarray, str]:
-    """A checked dataset -> (float32 [0, 1] grey image, how its intensity was scaled)."""
+def decode_frame(ds: Any, need: tuple[int, int] | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Frame:
+    """The stored pixels of a checked single-frame dataset, and at what size they were decoded.
+
+    With `need` (the (rows, cols) preprocessing resizes to), JPEG 2000 and baseline JPEG frames are
+    decoded at the smallest size the codestream offers that still covers it (`codecs`); every
+    other frame, and any the reduced path refuses or fails on, is decoded in full by pydicom. A
+    codestream whose size disagrees with Rows / Columns is decoded in full too, if its own size is
+    within `max_pixels`."""
+    how = "full"
+    if need is not None:
+        try:
+            return decode_reduced(ds, need)
+        except CodestreamMismatch as exc:
+            check_pixel_count(exc.shape, max_pixels, "codestream header")
+            how = f"full ({exc})"
+        except ReducedUnavailable as exc:
+            how = f"full ({exc})"
+        except Exception as exc:  # whatever the reduced path trips on, full decoding decides
+            how = f"full (reduced decoding failed: {type(exc).__name__}: {exc})"
+    return Frame(decode_pixels(ds), how=how)
+
+
+def to_display(ds: Any, voi: bool, stored: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """A checked dataset and its stored pixels (default: decoded here at full resolution) ->
+    (float32 [0, 1] grey image, how its intensity was scaled)."""
     photometric = _text(ds, "PhotometricInterpretation").upper()
-    if photometric == "PALETTE COLOR":
-        raise SkippedInput("colour image (PALETTE COLOR), not a greyscale radiograph")
-    stored = decode_pixels(ds)
+    if stored is None:
+        stored = decode_pixels(ds)
     if photometric.startswith("MONOCHROME"):
         if stored.ndim != 2:
             raise PixelDecodeError(f"grey image decoded to shape {stored.shape}, expected 2-D")
@@ -332,14 +381,27 @@ def uids(ds: Any) -> tuple[str, str, str]:
     return _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID")
 
 
-def read_dicom(path: str | os.PathLike, voi: bool = True,
-               views: frozenset[str] | None = DEFAULT_VIEWS) -> DicomImage:
+def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] | None = DEFAULT_VIEWS,
+               decode_for: Mapping[str, Any] | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DicomImage:
     """Read, check and decode one file; raises SkippedInput or DicomError with the reason (and,
-    when the header was readable, the instance's UIDs in the exception's `uids` attribute)."""
+    when the header was readable, the instance's UIDs in the exception's `uids` attribute).
+
+    `decode_for`: a preprocess spec; the frame is then decoded no larger than `preprocess` needs
+    (`decode_frame`), and `preprocess(image, spec, result.shape, result.origin)` gives about what
+    full decoding would (the codecs' low-pass filters are not INTER_AREA's box: see `codecs.levels`). `max_pixels`: the cap
+    on Rows x Columns x frames, checked from the header before decoding (None: no cap)."""
     ds = read_dataset(path)
     try:
         check_scorable(ds, views)
-        image, how = to_display(ds, voi)
+        shape = header_shape(ds)
+        check_pixel_count(shape, max_pixels)
+        need = None
+        if decode_for is not None:
+            spec = check_spec(decode_for)
+            need = resized_shape(shape[:2], spec["size"], spec["resize"])
+        frame = decode_frame(ds, need, max_pixels)
+        image, how = to_display(ds, voi, frame.stored)
     except InputError as exc:  # a readable header: say which instance was skipped or failed
         exc.uids = uids(ds)  # type: ignore[attr-defined]
         raise
@@ -349,10 +411,12 @@ def read_dicom(path: str | os.PathLike, voi: bool = True,
         path=str(path), image=image, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
         modality=_text(ds, "Modality").upper(),
         view=_text(ds, "ViewPosition").upper(), photometric=_text(ds, "PhotometricInterpretation").upper(),
-        transfer_syntax=str(getattr(ts, "name", ts)), intensity=how,
+        transfer_syntax=str(getattr(ts, "name", ts)), intensity=how, shape=shape[:2], origin=frame.origin,
+        decoded=frame.how,
     )
 
 
-__all__ = ["DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS", "check_dicom_content", "check_scorable",
-           "decode_pixels", "grey_intensity", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS",
+           "check_dicom_content", "check_pixel_count", "check_scorable", "decode_frame", "decode_pixels",
+           "grey_intensity", "header_shape", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
            "uids"]

@@ -70,28 +70,76 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def resize_square(image: np.ndarray, size: int, rule: str = "letterbox") -> np.ndarray:
-    """Resize a 2-D image to ``size`` x ``size`` by the spec's rule (see the module docstring)."""
+def resized_shape(shape: tuple[int, int], size: int, rule: str = "letterbox") -> tuple[int, int]:
+    """(rows, cols) an image of `shape` is resized to by `resize_square`, before any padding.
+
+    The DICOM reader decodes no smaller than this (`radedge.images.dicom`), so resizing is always
+    a shrink (INTER_AREA) whether the image came at full or at reduced resolution."""
     if rule == "stretch":
-        return _resize(image, size, size)
-    h, w = image.shape
+        return size, size
+    h, w = shape
     scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _area_taps(n_out: int, n_full: int, factor: int, origin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each [n_out, taps]: output pixel j averages full-resolution pixels
+    j * n_full / n_out to (j + 1) * n_full / n_out (INTER_AREA's box) out of samples that each stand
+    for `factor` of them from `origin` + i * factor, weighted by overlap (clipped to the image)."""
+    n_samples = -(-n_full // factor)
+    lo = np.arange(n_out)[:, None] * (n_full / n_out)
+    hi = lo + n_full / n_out
+    index = np.floor((lo - origin) / factor).astype(np.int64) + np.arange(int(np.ceil(n_full / n_out / factor)) + 2)
+    start = np.clip(origin + index * factor, 0, n_full)
+    weight = np.clip(np.minimum(hi, np.clip(start + factor, 0, n_full)) - np.maximum(lo, start), 0, None)
+    weight[(index < 0) | (index >= n_samples)] = 0
+    return np.clip(index, 0, n_samples - 1), (weight / weight.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int, int],
+                    origin: float) -> np.ndarray:
+    """INTER_AREA's box, over the full-resolution grid, of an image decoded at reduced size."""
+    factor = next((1 << k for k in range(33) if all(-(-n // (1 << k)) == m for n, m in zip(shape, image.shape))), 0)
+    if not factor:
+        raise ValueError(f"an image of shape {image.shape} is not a power-of-two reduction of {shape}")
+    rows, row_w = _area_taps(height, shape[0], factor, origin)
+    cols, col_w = _area_taps(width, shape[1], factor, origin)
+    by_rows = np.einsum("ktc,kt->kc", image[rows], row_w)
+    return np.einsum("rkt,kt->rk", by_rows[:, cols], col_w).astype(np.float32, copy=False)
+
+
+def resize_square(image: np.ndarray, size: int, rule: str = "letterbox",
+                  shape: tuple[int, int] | None = None, origin: float = 0.0) -> np.ndarray:
+    """Resize a 2-D image to ``size`` x ``size`` by the spec's rule (see the module docstring).
+
+    `shape` is the image's (rows, cols) at full resolution when it was decoded at reduced size, and
+    `origin` where its first sample's block starts (`radedge.images.codecs.Frame`): the box of each
+    output pixel is then taken over the full-resolution grid, so the letterbox box and the sample
+    positions are those full decoding gives."""
+    full = tuple(shape) if shape is not None else image.shape
+    nh, nw = resized_shape(full, size, rule)
+    resized = _resize(image, nh, nw) if full == image.shape else _resize_reduced(image, nh, nw, full, origin)
+    if rule == "stretch":
+        return resized
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
-    out[top:top + nh, left:left + nw] = _resize(image, nh, nw)
+    out[top:top + nh, left:left + nw] = resized
     return out
 
 
-def preprocess(image: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    """A 2-D float32 image in [0, 1] -> float32 [channels, size, size], ready for the model."""
+def preprocess(image: np.ndarray, spec: Mapping[str, Any], shape: tuple[int, int] | None = None,
+               origin: float = 0.0) -> np.ndarray:
+    """A 2-D float32 image in [0, 1] -> float32 [channels, size, size], ready for the model.
+
+    `shape`, `origin`: the image's full-resolution (rows, cols) and sample geometry when it was
+    decoded at reduced size (see `resize_square`)."""
     s = check_spec(spec)
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"preprocess needs a 2-D grey image, got shape {image.shape}")
     if image.size == 0:
         raise ValueError("preprocess got an empty image")
-    resized = resize_square(image.astype(np.float32, copy=False), s["size"], s["resize"])
+    resized = resize_square(image.astype(np.float32, copy=False), s["size"], s["resize"], shape, origin)
     out = np.repeat(resized[None], s["channels"], axis=0)
     mean = np.asarray(s["mean"], dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(s["std"], dtype=np.float32).reshape(-1, 1, 1)
@@ -151,4 +199,4 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 __all__ = ["GREY_SPREAD", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
-           "preprocess", "preprocess_batch", "resize_square", "to_unit_range"]
+           "preprocess", "preprocess_batch", "resize_square", "resized_shape", "to_unit_range"]

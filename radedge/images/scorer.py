@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, ManifestError, SkippedInput
 from ..labels import FINDINGS
-from .dicom import DEFAULT_VIEWS, DICOM_KINDS, parse_views, read_dicom, sniff
+from .dicom import DEFAULT_MAX_PIXELS, DEFAULT_VIEWS, DICOM_KINDS, parse_views, read_dicom, sniff
 from .preprocess import check_spec, load_image, preprocess, to_unit_range
 
 TASK = "image-findings"
@@ -99,11 +99,14 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
 
 def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any],
                   views: frozenset[str] | None = DEFAULT_VIEWS, name: str | None = None,
-                  images: bool = True) -> PreparedImage:
+                  images: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                  reduced: bool = True) -> PreparedImage:
     """Read and preprocess one input; never raises for a bad input (the result says why).
 
     `images=False` reads every path as DICOM, so PNG / JPEG files are skipped as "not a DICOM
-    file" (what a folder scan wants); `name` is the label recorded for the input.
+    file" (what a folder scan wants); `name` is the label recorded for the input. DICOM frames are
+    decoded at reduced size where the codec allows (`reduced=False`: always in full) and refused
+    above `max_pixels` (Rows x Columns x frames, from the header; None: no cap).
     """
     label = name if name is not None else ("array" if isinstance(source, np.ndarray) else str(source))
     try:
@@ -112,8 +115,9 @@ def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any
         path = Path(source)
         if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in DICOM_KINDS:
             return PreparedImage(label, pixels=preprocess(load_image(path), spec))
-        dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views)
-        return PreparedImage(label, pixels=preprocess(dcm.image, spec), study_uid=dcm.study_uid,
+        dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views, decode_for=spec if reduced else None,
+                         max_pixels=max_pixels)
+        return PreparedImage(label, pixels=preprocess(dcm.image, spec, dcm.shape, dcm.origin), study_uid=dcm.study_uid,
                              series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
     except InputError as exc:
         return _from_error(label, exc)
@@ -125,13 +129,16 @@ def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any
 class ImageScorer:
     """A loaded image-findings model plus its preprocessing, thresholds and view rule."""
 
-    def __init__(self, model: Any, batch_size: int = 8, views: str | Iterable[str] | None = None) -> None:
+    def __init__(self, model: Any, batch_size: int = 8, views: str | Iterable[str] | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, reduced: bool = True) -> None:
         manifest = model.manifest
         if manifest.task != TASK or not manifest.preprocess:
             raise ManifestError(f"{model.path}: not an image-findings model with a preprocess section")
         self.model = model
         self.spec = check_spec(manifest.preprocess)
         self.views = parse_views(views)
+        self.max_pixels = max_pixels
+        self.reduced = reduced
         self.input_name = manifest.inputs[0].name
         self.output_name = manifest.outputs[0].name
         fixed = manifest.inputs[0].shape[0]
@@ -143,18 +150,19 @@ class ImageScorer:
 
     @classmethod
     def load(cls, name: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
-             threads: int | None = None, batch_size: int = 8,
-             views: str | Iterable[str] | None = None) -> "ImageScorer":
+             threads: int | None = None, batch_size: int = 8, views: str | Iterable[str] | None = None,
+             max_pixels: int | None = DEFAULT_MAX_PIXELS, reduced: bool = True) -> "ImageScorer":
         """Open a model by name, "default" or folder path (verified, see registry.open_model)."""
         from ..registry import open_model
 
         return cls(open_model(name, task=TASK, backend=backend, device=device, threads=threads),
-                   batch_size=batch_size, views=views)
+                   batch_size=batch_size, views=views, max_pixels=max_pixels, reduced=reduced)
 
     # ---- the stages, usable one by one (score-dicoms and the benchmarks do) ----------------------
     def prepare(self, source: str | os.PathLike | np.ndarray, name: str | None = None,
                 images: bool = True) -> PreparedImage:
-        return prepare_input(source, self.spec, self.views, name=name, images=images)
+        return prepare_input(source, self.spec, self.views, name=name, images=images, max_pixels=self.max_pixels,
+                             reduced=self.reduced)
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
         """float32 [n, channels, size, size] -> float32 [n, 14] probabilities, in model-sized batches."""

@@ -1,0 +1,81 @@
+"""JPEG 2000 frames decoded at a resolution level (Pillow's `reduce`, its bundled openjpeg).
+
+A JPEG 2000 codestream is a wavelet pyramid: resolution level r is the image at 1 / 2**r of its
+size (the low-pass band, close to a local average), and decoding it skips every finer level, which
+is where the time goes (a 2840 x 2972 frame: level 3 in about 20 ms, full size in about 1 s). A
+low-pass sample k of level r sits on full-resolution pixel k * 2**r (the wavelet filters are centred
+on even samples), not on the middle of its 2**r block as a block mean would: `ORIGIN` says so to
+the resizing (`radedge.images.preprocess.resize_square`).
+openjpeg decodes with several threads when ``OPJ_NUM_THREADS`` says so (`reduced.set_decoder_threads`).
+"""
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+
+from .errors import CodestreamMismatch, ReducedUnavailable
+from .levels import largest_factor, reduced_size
+
+MAX_LEVEL = 32  # openjpeg's limit on decomposition levels
+
+
+def origin(factor: int) -> float:
+    """Where sample 0's block starts, in full-resolution pixels: it is centred on pixel 0."""
+    return -(factor - 1) / 2
+
+
+def open_reduced(frame: bytes, level: int, shape: tuple[int, int]) -> Any:
+    """The codestream opened by Pillow with `reduce = level`, sized as openjpeg decodes it.
+
+    Pillow 13 sizes a reduced image n / 2**level rounded half up where openjpeg returns the ceiling,
+    and rejects the decoded tile when the two differ ("broken data stream"; 1841 px at level 2, for
+    one). Giving Pillow the size as a multiple of 2**level makes its rounding land on the ceiling;
+    the caller checks the decoded shape, and any failure falls back to full decoding."""
+    from PIL import Image
+
+    image = Image.open(BytesIO(frame), formats=["JPEG2000"])
+    if image.size != (shape[1], shape[0]):
+        raise CodestreamMismatch(image.size[1], image.size[0], shape)
+    if image.mode not in ("L", "I;16"):
+        raise ReducedUnavailable(f"JPEG 2000 image mode {image.mode} (not one grey component)")
+    step = 1 << level
+    image.reduce = level
+    image._size = (reduced_size(shape[1], step) * step, reduced_size(shape[0], step) * step)
+    return image
+
+
+def decode(frame: bytes, shape: tuple[int, int], need: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """(sample bits, reduction factor, precision) of a one-component codestream decoded at the
+    coarsest level whose size covers `need`; `shape` is the DICOM header's (Rows, Columns).
+
+    The sample bits are the low `precision` bits of each decoded sample (two's complement for a
+    signed codestream), as unsigned integers: `reduced.stored_values` gives them the dataset's
+    sign. Raises ReducedUnavailable when no level helps or the codestream is not a plain grey one."""
+    from pydicom.pixels.utils import get_j2k_parameters
+
+    info = get_j2k_parameters(frame)
+    if "precision" not in info:
+        raise ReducedUnavailable("no JPEG 2000 SIZ header")
+    precision, signed = int(info["precision"]), bool(info["is_signed"])
+    if not 1 <= precision <= 16:
+        raise ReducedUnavailable(f"{precision}-bit JPEG 2000 samples")
+    levels = largest_factor(shape, need, 1 << MAX_LEVEL).bit_length() - 1
+    for level in range(levels, 0, -1):
+        image = open_reduced(frame, level, shape)
+        try:
+            image.load()
+        except OSError:  # openjpeg refuses a level the codestream does not have: try a finer one
+            continue
+        factor = 1 << level
+        pixels = np.asarray(image)
+        if pixels.shape != (reduced_size(shape[0], factor), reduced_size(shape[1], factor)):
+            raise ReducedUnavailable(f"level {level} decoded to {pixels.shape}")
+        # Pillow scales samples up to its 8 / 16-bit container and offsets signed ones by half the range
+        bits = pixels >> np.uint16(8 * pixels.dtype.itemsize - precision)
+        if signed:
+            bits ^= np.uint16(1 << (precision - 1))
+        return bits, factor, precision
+    raise ReducedUnavailable(f"no resolution level from {levels} down to 1 decodes" if levels else
+                             "no resolution level between full size and the model's input")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, fail, guarded, model_options
+from ..images.dicom import DEFAULT_MAX_PIXELS
 
 
 @click.command("score-dicoms")
@@ -20,11 +21,18 @@ from ..cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, fail, guar
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Processes decoding and preprocessing files [default: min(2, CPUs)]; 0 = in this process.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Images per inference batch.")
+@click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Largest image decoded, Rows x Columns x frames from the header (checked before decoding; "
+                   "a larger one is an error record); 0 = no cap.")
+@click.option("--full-resolution", is_flag=True,
+              help="Decode every frame at full resolution (default: JPEG 2000 and baseline JPEG at the smallest "
+                   "size that still covers twice the model's input).")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-file error lines; only the summary.")
 @click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
 @guarded
 def score_dicoms(folder: Path, output: Path, model: str, backend: str, device: str, threads: int | None,
-                 views: str, workers: int | None, batch_size: int, quiet: bool, overwrite: bool) -> None:
+                 views: str, workers: int | None, batch_size: int, max_pixels: int, full_resolution: bool,
+                 quiet: bool, overwrite: bool) -> None:
     """Score the chest radiographs in FOLDER (recursively); skipped and failed files get their own records."""
     from ..pipelines.dicoms import score_folder
 
@@ -34,7 +42,8 @@ def score_dicoms(folder: Path, output: Path, model: str, backend: str, device: s
                 bar.write(f"radedge: {result.source}: {result.reason}")
 
         summary = score_folder(folder, output, model, backend=backend, device=device, threads=threads,
-                               batch_size=batch_size, views=views, workers=workers, overwrite=overwrite,
+                               batch_size=batch_size, views=views, workers=workers, max_pixels=max_pixels or None,
+                               reduced=not full_resolution, overwrite=overwrite,
                                progress=bar.update, on_error=on_error)
     click.echo(f"score-dicoms: {summary.line()} -> {output}", err=True)
     if summary.scored + summary.skipped + summary.failed == 0:

@@ -347,8 +347,10 @@ def decode_frame(ds: Any, need: tuple[int, int] | None = None,
     if need is not None:
         try:
             return decode_reduced(ds, need)
-        except CodestreamMismatch as exc:
-            check_pixel_count(exc.shape, max_pixels, "codestream header")
+        except CodestreamMismatch as exc:  # full decoding would allocate the codestream's size
+            if exc.shape is None and max_pixels is not None:
+                raise ImageTooLargeError(f"image too large: {exc} (--max-pixels)") from exc
+            check_pixel_count(exc.shape or (), max_pixels, "codestream header")
             how = f"full ({exc})"
         except ReducedUnavailable as exc:
             how = f"full ({exc})"

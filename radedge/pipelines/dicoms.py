@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..images.scorer import ImageResult, ImageScorer, PreparedImage, prepare_input
+from ..images.dicom import DEFAULT_MAX_PIXELS
+from ..images.scorer import ImageResult, ImageScorer, PreparedImage
 from ..images.walk import walk_files
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS
@@ -65,8 +66,7 @@ def score_files(scorer: ImageScorer, paths: Sequence[str | os.PathLike], names: 
     """One batch: DICOM file paths in, one output record each out, in order (`names` are the
     recorded paths; default the paths as given). Pictures are skipped, as in a folder scan."""
     names = [str(p) for p in paths] if names is None else list(names)
-    prepared = (prepare_input(path, scorer.spec, scorer.views, name=name, images=False)
-                for path, name in zip(paths, names))
+    prepared = (scorer.prepare(path, name=name, images=False) for path, name in zip(paths, names))
     return [to_record(result, flat) for result in scorer.stream(prepared)]
 
 
@@ -127,7 +127,7 @@ def score_into(scorer: ImageScorer, root: Path, writer: RecordWriter, workers: i
         for path in walk_files(root):
             name = path.relative_to(root).as_posix()
             if name not in done_paths:
-                yield name, str(path), scorer.spec, scorer.views
+                yield name, str(path), scorer.spec, scorer.views, scorer.max_pixels, scorer.reduced
 
     prepared = prepared_stream(jobs(), workers, in_flight=scorer.batch_size + 4 * max(workers, 1))
     # ordered=False: a skipped or failed file is recorded at once, not held behind a batch.
@@ -148,14 +148,17 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
                  model: str | os.PathLike | ImageScorer = "default", *, backend: str = "onnxruntime",
                  device: str = "cpu", threads: int | None = None, batch_size: int = 8,
                  views: str | Iterable[str] | None = DEFAULT_VIEWS, workers: int | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, reduced: bool = True,
                  overwrite: bool = False, progress: Callable[[int], None] | None = None,
                  on_error: Callable[[ImageResult], None] | None = None) -> Summary:
     """Score the chest radiographs under `folder` (recursively) into `output` (.csv or .jsonl),
     exactly as `radedge score-dicoms` does; an existing output is resumed unless `overwrite`.
 
     `model` is a name, "default", a folder, or a loaded ImageScorer (then backend, device, threads,
-    batch_size and views are its own). `views`: allowed ViewPosition values ("PA,AP", "all").
-    `workers`: decoding processes (default: min(2, CPUs); 0 = in this process). Problems with the
+    batch_size, views, max_pixels and reduced are its own). `views`: allowed ViewPosition values
+    ("PA,AP", "all"). `workers`: decoding processes (default: min(2, CPUs); 0 = in this process).
+    `max_pixels`: largest Rows x Columns x frames decoded (None: no cap); `reduced=False` decodes
+    every frame at full resolution (see `radedge.images.dicom.decode_frame`). Problems with the
     run as a whole (an output inside the folder, a missing model) raise before anything is written.
     """
     folder, output = Path(folder), Path(output)
@@ -166,7 +169,8 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
         raise ValueError(f"{output}: the output must not be inside the scanned folder {folder}")
     workers = default_workers() if workers is None else workers
     scorer = model if isinstance(model, ImageScorer) else ImageScorer.load(
-        model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views)
+        model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views,
+        max_pixels=max_pixels, reduced=reduced)
     with RecordWriter(output, CSV_COLUMNS, resume=not overwrite) as writer:
         return score_into(scorer, folder, writer, workers=workers, progress=progress, on_error=on_error)
 

@@ -7,42 +7,54 @@ blocks the model and a decoder crash costs one file, not the run.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator, Mapping
 
+from ..images.codecs import set_decoder_threads
 from ..images.scorer import PreparedImage, prepare_input
 
-# (name recorded for the file, path, the model's preprocess spec, allowed views or None for all)
-Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None"]
+# (name recorded for the file, path, the model's preprocess spec, allowed views or None for all,
+#  pixel cap or None, reduced-resolution decoding allowed)
+Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None", "int | None", bool]
 
 
-def _init_worker() -> None:
+def _init_worker(decoder_threads: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker; the pool is the parallelism
+    set_decoder_threads(decoder_threads)
+
+
+def decoder_threads(workers: int) -> int:
+    """openjpeg threads per decoding process: the cores shared out, so workers x threads <= cores."""
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
 def prepare_job(job: Job) -> PreparedImage:
     """Worker entry point: read + decode + preprocess one file (DICOM only: pictures are skipped)."""
-    name, path, spec, views = job
-    return prepare_input(path, spec, views, name=name, images=False)
+    name, path, spec, views, max_pixels, reduced = job
+    return prepare_input(path, spec, views, name=name, images=False, max_pixels=max_pixels, reduced=reduced)
 
 
 def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterator[PreparedImage]:
     """prepare_job over `jobs`, results in job order, at most `in_flight` submitted and not yet taken.
 
-    workers=0 prepares in this process. A worker that dies (a decoder crash) costs the file at the
+    workers=0 prepares in this process. openjpeg gets cores // workers threads per process (its
+    ``OPJ_NUM_THREADS``, unless set by the user). A worker that dies (a decoder crash) costs the file at the
     head of the queue an error record; the pool is restarted for the rest.
     """
     if workers == 0:
+        set_decoder_threads(decoder_threads(1))
         yield from map(prepare_job, jobs)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(decoder_threads(workers),))
 
     pool = new_pool()
     pending: deque[tuple[Job, Future[PreparedImage]]] = deque()
@@ -73,4 +85,4 @@ def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Job", "prepare_job", "prepared_stream"]
+__all__ = ["Job", "decoder_threads", "prepare_job", "prepared_stream"]

@@ -7,11 +7,9 @@ colour (YBR / RGB) JPEGs are decoded in full and judged as before.
 """
 from __future__ import annotations
 
-from io import BytesIO
-
 import numpy as np
 
-from .errors import CodestreamMismatch, ReducedUnavailable
+from .errors import ReducedUnavailable, open_image
 from .levels import reduced_size
 
 
@@ -23,11 +21,7 @@ def origin(factor: int) -> float:
 def decode(frame: bytes, shape: tuple[int, int], need: tuple[int, int]) -> tuple[np.ndarray, int, int]:
     """(8-bit samples, reduction factor, 8) of a grey baseline JPEG at the smallest DCT scale that
     covers `need`; `shape` is the DICOM header's (Rows, Columns). ReducedUnavailable otherwise."""
-    from PIL import Image
-
-    image = Image.open(BytesIO(frame), formats=["JPEG"])
-    if image.size != (shape[1], shape[0]):
-        raise CodestreamMismatch(image.size[1], image.size[0], shape)
+    image = open_image(frame, "JPEG", shape)
     if image.mode != "L":
         raise ReducedUnavailable(f"JPEG image mode {image.mode} (not 8-bit grey)")
     # draft picks the coarsest scale (1/8, 1/4, 1/2) that keeps the image at or above `need`

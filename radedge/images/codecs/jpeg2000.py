@@ -10,12 +10,11 @@ openjpeg decodes with several threads when ``OPJ_NUM_THREADS`` says so (`reduced
 """
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any
 
 import numpy as np
 
-from .errors import CodestreamMismatch, ReducedUnavailable
+from .errors import ReducedUnavailable, open_image
 from .levels import largest_factor, reduced_size
 
 MAX_LEVEL = 32  # openjpeg's limit on decomposition levels
@@ -33,11 +32,7 @@ def open_reduced(frame: bytes, level: int, shape: tuple[int, int]) -> Any:
     and rejects the decoded tile when the two differ ("broken data stream"; 1841 px at level 2, for
     one). Giving Pillow the size as a multiple of 2**level makes its rounding land on the ceiling;
     the caller checks the decoded shape, and any failure falls back to full decoding."""
-    from PIL import Image
-
-    image = Image.open(BytesIO(frame), formats=["JPEG2000"])
-    if image.size != (shape[1], shape[0]):
-        raise CodestreamMismatch(image.size[1], image.size[0], shape)
+    image = open_image(frame, "JPEG2000", shape)
     if image.mode not in ("L", "I;16"):
         raise ReducedUnavailable(f"JPEG 2000 image mode {image.mode} (not one grey component)")
     step = 1 << level

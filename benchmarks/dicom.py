@@ -1,15 +1,34 @@
-"""DICOM scoring: where the time goes, how memory behaves, and whether every corpus file is handled right.
+"""DICOM scoring: where the time goes, full versus reduced decoding, how memory behaves, and whether
+every corpus file is handled right.
 
     python -m benchmarks.dicom throughput [--model default|standin|PATH] [--repeats 3] [--json OUT.json]
+    python -m benchmarks.dicom score-dicoms [--copies 8] [--repeats 3] [--baseline CHECKOUT]
+    python -m benchmarks.dicom parity
     python -m benchmarks.dicom memory [--sizes 1000,10000] [--model default|standin|PATH] [--workers 2]
     python -m benchmarks.dicom corpus [--model default|standin|PATH] [--workers 2]
 
-throughput: the full-size chest radiographs of shared/data/dicom, JPEG 2000 (lossless and lossy,
-2840 x 2972, and WG04 RG1 1955 x 1841) and uncompressed (the same 2840 x 2972 image written back as
-Explicit VR LE here, the 2373 x 2373 8-bit DX, and WG04 RG1_UNCR). Each stage is timed separately
-(`time_stages`, `time_inference`), then the whole pipeline (`time_pipeline`: what `radedge score-dicoms`
-runs, with worker processes) over a folder of copies (each with its own SOP Instance UID), to show
-where the time goes and that inference is not the bottleneck.
+Inputs: the full-size folder (`fullsize_folder`, built once under /tmp/radedge-dicom-fullsize/ from
+shared/data): the four largest chest radiographs of shared/data (images/full-res: 4280 x 3520,
+3465 x 3433, 3670 x 3308, baseline JPEG originals; dicom STUDY05: 2972 x 2840), each as JPEG 2000
+lossless and lossy (12-bit; STUDY05's are the corpus files themselves), baseline JPEG (8-bit,
+quality 90) and uncompressed (12-bit) DX files; plus the corpus's other transfer syntaxes (RLE,
+JPEG-LS, JPEG lossless, WG04 RG1 JPEG 2000).
+
+throughput: each stage timed separately (`time_stages`: read, decode, LUTs, preprocess; median of
+`--repeats`) per transfer syntax, decoded in full and at reduced size (`decode_frame`), then the
+model alone (`time_inference`), then the whole pipeline (`time_pipeline`: what `radedge score-dicoms`
+runs, with worker processes) over copies of the full-size files in both modes.
+
+score-dicoms: images/s of the `radedge score-dicoms` command itself (a subprocess, `--quiet`) on
+folders of `--copies` copies of the full-size files per group (JPEG 2000, baseline JPEG,
+uncompressed; each copy its own SOP Instance UID), reduced (the default) against
+`--full-resolution`, and against another checkout's code with `--baseline` (e.g. a worktree of the
+commit before reduced decoding). Runs are interleaved, `--repeats` each; medians, and rates net of
+start-up (a one-file run of the same command) are printed with the A/B ratios.
+
+parity: scores of every JPEG 2000 and baseline JPEG file (corpus and full-size folder) decoded in
+full and reduced, with the shipped model at batch 1: the largest score difference per file and the
+labels that differ, with how far the full-decoding score was from its threshold.
 
 memory: peak memory of `radedge score-dicoms` against folder size (it must not grow with the folder).
 Folders of N small distinct DICOM files (64 x 64 DX, each its own SOP Instance UID, 100 per sub-folder)
@@ -44,8 +63,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from radedge.images.dicom import check_scorable, decode_pixels, grey_intensity, read_dataset
-from radedge.images.preprocess import preprocess
+from radedge.images.dicom import check_scorable, decode_frame, grey_intensity, read_dataset, read_dicom
+from radedge.images.preprocess import check_spec, preprocess, resized_shape
 from radedge.images.scorer import ImageScorer
 
 from .data import DATA as SHARED_DATA
@@ -53,9 +72,16 @@ from .data import ROOT
 
 DATA = SHARED_DATA / "dicom"
 STANDIN_DIR = ROOT / "runs" / "bench_models" / "image-vit-standin"
-J2K_FILES = ["pacs_export/STUDY05/SERIES01/IM0001.dcm", "pacs_export/STUDY05/SERIES02/IM0001.dcm",
-             "wg04/RG1_J2KR.dcm", "wg04/RG1_J2KI.dcm"]
-UNCOMPRESSED_FILES = ["pacs_export/STUDY06/SERIES01/IM0001.dcm", "wg04/RG1_UNCR.dcm"]
+FULL_RES = SHARED_DATA / "images" / "full-res"
+STUDY05 = {"j2k-lossless": "pacs_export/STUDY05/SERIES01/IM0001.dcm", "j2k-lossy": "pacs_export/STUDY05/SERIES02/IM0001.dcm"}
+# corpus files of the syntaxes the full-size folder lacks, timed in full and reduced (where the codec allows)
+CORPUS_FILES = ["wg04/RG1_J2KR.dcm", "wg04/RG1_J2KI.dcm", "real/siim_acr_cr_chest_pa_jpeg.dcm",
+                "pacs_export/STUDY03/SERIES01/IM0001.dcm", "pacs_export/STUDY02/SERIES02/IM0002",
+                "pacs_export/STUDY03/SERIES02/IM0001.dcm", "pacs_export/STUDY04/SERIES01/IM0001.dcm",
+                "wg04/RG1_JLSN.dcm", "pacs_export/STUDY06/SERIES01/IM0001.dcm"]
+KINDS = ("j2k-lossless", "j2k-lossy", "jpeg", "uncompressed")
+GROUPS = {"jpeg2000": ("j2k-lossless", "j2k-lossy"), "jpeg": ("jpeg",), "uncompressed": ("uncompressed",)}
+FULLSIZE_CACHE = Path(tempfile.gettempdir()) / "radedge-dicom-fullsize"
 MEMORY_CACHE = Path(tempfile.gettempdir()) / "radedge-dicom-mem"
 STATUS_OF = {"score": "scored", "skip": "skipped", "error": "error"}
 
@@ -110,28 +136,103 @@ def load_scorer(model: str = "default", threads: int | None = None, batch_size: 
     return ImageScorer.load(str(path), threads=threads, batch_size=batch_size), label
 
 
+# ---- the full-size folder --------------------------------------------------------------------------
+def _fullsize_dataset(pixels: np.ndarray, bits: int, name: str) -> Any:
+    """A DX chest PA dataset around `pixels` (Explicit VR LE until compressed)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.SeriesDescription = "DX", "CHEST", "PA", name
+    ds.set_pixel_data(pixels, "MONOCHROME2", bits)
+    return ds
+
+
+def _write_kind(pixels12: np.ndarray, kind: str, path: Path) -> None:
+    """One full-size file of `kind` (KINDS) from 12-bit pixels."""
+    from io import BytesIO
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit
+
+    if kind == "jpeg":
+        pixels8 = (pixels12 >> 4).astype(np.uint8)
+        ds = _fullsize_dataset(pixels8, 8, path.stem)
+        buf = BytesIO()
+        Image.fromarray(pixels8).save(buf, "JPEG", quality=90)
+        ds.PixelData = encapsulate([buf.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    else:
+        ds = _fullsize_dataset(pixels12, 12, path.stem)
+        if kind == "j2k-lossless":
+            ds.compress(JPEG2000Lossless)
+        elif kind == "j2k-lossy":
+            ds.WindowCenter, ds.WindowWidth = 2048, 4096
+            ds.compress(JPEG2000, j2k_cr=[20])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def fullsize_folder(root: Path = FULLSIZE_CACHE) -> dict[str, list[Path]]:
+    """kind -> the full-size files of that kind (see the module docstring); built once, then reused."""
+    import pydicom
+    from PIL import Image
+
+    sources = {p.stem: p for p in sorted(FULL_RES.glob("*.jpg"))}
+    out: dict[str, list[Path]] = {k: [] for k in KINDS}
+    study05 = None
+    for kind in KINDS:
+        if kind in STUDY05:
+            out[kind].append(DATA / STUDY05[kind])
+        else:
+            path = root / kind / "STUDY05.dcm"
+            if not path.is_file():
+                study05 = pydicom.dcmread(DATA / STUDY05["j2k-lossless"]).pixel_array if study05 is None else study05
+                _write_kind(study05, kind, path)
+            out[kind].append(path)
+        for stem, src in sources.items():
+            path = root / kind / f"{stem}.dcm"
+            if not path.is_file():
+                pixels8 = np.asarray(Image.open(src).convert("L"))
+                _write_kind(((pixels8.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16), kind, path)
+            out[kind].append(path)
+    return out
+
+
 # ---- stage timings --------------------------------------------------------------------------------------
-def _best(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
-    """Result and the fastest wall seconds of `repeats` calls (best-of: the machine is shared, and
-    other processes only ever add time)."""
+def _median(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
+    """Result and the median wall seconds of `repeats` calls (the machine is shared: a median is
+    what a run on it gives)."""
     times, result = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
-    return result, min(times)
+    return result, statistics.median(times)
 
 
-def time_stages(path: Path, spec: dict[str, Any], repeats: int = 3) -> dict[str, Any]:
-    """Seconds per stage for one file: read (header + pixel bytes), decode, LUTs, preprocess."""
-    ds, read_s = _best(lambda: read_dataset(path), repeats)
+def time_stages(path: Path, spec: dict[str, Any], repeats: int = 3, reduced: bool = True) -> dict[str, Any]:
+    """Median seconds per stage for one file: read (header + pixel bytes), decode (`decode_frame`,
+    at reduced size when `reduced` and the codec allows), LUTs, preprocess."""
+    ds, read_s = _median(lambda: read_dataset(path), repeats)
     check_scorable(ds, None)
-    stored, decode_s = _best(lambda: decode_pixels(read_dataset(path)), repeats)
-    (image, _), lut_s = _best(lambda: grey_intensity(ds, stored, bool(spec.get("voi"))), repeats)
-    _, pre_s = _best(lambda: preprocess(image, spec), repeats)
-    return {"file": str(path), "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
-            "shape": list(stored.shape), "read_s": read_s, "decode_s": max(decode_s - read_s, 0.0),
-            "lut_s": lut_s, "preprocess_s": pre_s, "prepare_s": max(decode_s, read_s) + lut_s + pre_s}
+    shape = (int(ds.Rows), int(ds.Columns))
+    s = check_spec(spec)
+    need = resized_shape(shape, s["size"], s["resize"]) if reduced else None
+    frame, decode_s = _median(lambda: decode_frame(read_dataset(path), need), repeats)
+    (image, _), lut_s = _median(lambda: grey_intensity(ds, frame.stored, bool(spec.get("voi"))), repeats)
+    _, pre_s = _median(lambda: preprocess(image, spec, shape, frame.origin), repeats)
+    return {"file": str(path), "transfer_syntax": ds.file_meta.TransferSyntaxUID.name, "decoded": frame.how,
+            "shape": list(shape), "decoded_shape": list(frame.stored.shape), "read_s": read_s,
+            "decode_s": max(decode_s - read_s, 0.0), "lut_s": lut_s, "preprocess_s": pre_s,
+            "prepare_s": max(decode_s, read_s) + lut_s + pre_s}
 
 
 def time_inference(scorer: ImageScorer, batch_size: int = 8, repeats: int = 5) -> dict[str, Any]:
@@ -139,28 +240,33 @@ def time_inference(scorer: ImageScorer, batch_size: int = 8, repeats: int = 5) -
     size, channels = scorer.spec["size"], scorer.spec["channels"]
     pixels = np.random.default_rng(0).standard_normal((batch_size, channels, size, size)).astype(np.float32)
     scorer.infer(pixels)  # warm-up
-    _, seconds = _best(lambda: scorer.infer(pixels), repeats)
+    _, seconds = _median(lambda: scorer.infer(pixels), repeats)
     return {"batch_size": batch_size, "infer_s_per_image": seconds / batch_size, "images_per_s": batch_size / seconds}
 
 
-def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, workers: int) -> dict[str, Any]:
-    """End to end (score_folder, CSV output) over a temporary folder holding `copies` copies of each
-    file, each with its own SOP Instance UID (pixel data untouched) so that every copy is scored."""
+def copies_folder(files: Sequence[Path], copies: int, root: Path) -> Path:
+    """`copies` copies of each file under `root`, each with its own SOP Instance UID (pixel data
+    untouched) so that every copy is scored."""
     import pydicom
     from pydicom.uid import generate_uid
 
-    from radedge.pipelines.dicoms import CSV_COLUMNS, score_into
+    for j, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        for i in range(copies):
+            ds.SOPInstanceUID = generate_uid()
+            target = root / f"c{i:03d}" / f"f{j}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(target, enforce_file_format=True)
+    return root
+
+
+def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, workers: int) -> dict[str, Any]:
+    """End to end (score_into, CSV output) over `copies` copies of each file (`copies_folder`)."""
     from radedge.io.records import RecordWriter
+    from radedge.pipelines.dicoms import CSV_COLUMNS, score_into
 
     with tempfile.TemporaryDirectory(prefix="radedge-bench-") as tmp:
-        root = Path(tmp) / "export"
-        for j, f in enumerate(files):
-            ds = pydicom.dcmread(f)
-            for i in range(copies):
-                ds.SOPInstanceUID = generate_uid()
-                target = root / f"c{i:03d}" / f"f{j}.dcm"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                ds.save_as(target, enforce_file_format=True)
+        root = copies_folder(files, copies, Path(tmp) / "export")
         ticks: list[float] = []  # when each file's result reached the main process
         with RecordWriter(Path(tmp) / "out.csv", CSV_COLUMNS, resume=False) as writer:
             t0 = time.perf_counter()
@@ -174,59 +280,160 @@ def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, worke
             "first_result_s": ticks[0] - t0, "steady_images_per_s": steady}
 
 
-def decompressed_copy(src: Path, dst: Path) -> Path:
-    """The same image written back uncompressed (Explicit VR LE): same pixels, no codec."""
-    import pydicom
-
-    ds = pydicom.dcmread(src)
-    ds.decompress()
-    ds.save_as(dst, enforce_file_format=True)
-    return dst
-
-
 # ---- throughput report ------------------------------------------------------------------------------
-def stage_report(model: str = "default", repeats: int = 3, copies: int = 6, workers: int = 2,
+def stage_report(model: str = "default", repeats: int = 3, copies: int = 4, workers: int = 2,
                  threads: int | None = None) -> dict[str, Any]:
-    """Stage timings per file, inference alone, and the whole pipeline, per transfer-syntax group."""
-    scorer, model_label = load_scorer(model, threads=threads)
-    spec = scorer.spec
+    """Stage timings per file in both modes, inference alone, and the pipeline per group in both modes."""
+    path, model_label = model_path(model)
+    scorers = {mode: ImageScorer.load(str(path), threads=threads, reduced=mode == "reduced")
+               for mode in ("full", "reduced")}
+    spec = scorers["full"].spec
     out: dict[str, Any] = {"model": model_label, "preprocess": spec, "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="radedge-bench-") as tmp:
-        big_uncompressed = decompressed_copy(DATA / J2K_FILES[0], Path(tmp) / "STUDY05_uncompressed.dcm")
-        groups = {"jpeg2000": [DATA / f for f in J2K_FILES],
-                  "uncompressed": [big_uncompressed] + [DATA / f for f in UNCOMPRESSED_FILES]}
-        out["stages"] = {g: [time_stages(p, spec, repeats) for p in files] for g, files in groups.items()}
-        out["inference"] = [time_inference(scorer, b) for b in (1, 8)]
-        out["pipeline"] = {g: time_pipeline(scorer, files, copies, workers) for g, files in groups.items()}
+    files = fullsize_folder()
+    paths = [p for kind in KINDS for p in files[kind]] + [DATA / f for f in CORPUS_FILES]
+    out["stages"] = [dict(time_stages(p, spec, repeats, mode == "reduced"), mode=mode)
+                     for p in paths for mode in ("full", "reduced")]
+    out["inference"] = [time_inference(scorers["full"], b) for b in (1, 8)]
+    out["pipeline"] = {f"{group} {mode}": time_pipeline(scorers[mode], [p for k in kinds for p in files[k]],
+                                                         copies, workers)
+                       for group, kinds in GROUPS.items() for mode in ("full", "reduced")}
     return out
+
+
+def stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ms per stage, per (transfer syntax, mode), in first-seen order."""
+    keys: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for s in stages:
+        keys.setdefault((s["transfer_syntax"], s["mode"]), []).append(s)
+    rows = []
+    for (ts, mode), group in keys.items():
+        row = {"transfer_syntax": ts, "mode": mode, "files": len(group),
+               "decoded": sorted({g["decoded"].split(" (")[0] for g in group})}
+        for k in ("read_s", "decode_s", "lut_s", "preprocess_s", "prepare_s"):
+            row[k.replace("_s", "_ms")] = round(statistics.mean(g[k] for g in group) * 1e3, 1)
+        rows.append(row)
+    return rows
 
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"model: {r['model']}", f"preprocess: {r['preprocess']}", f"cpus: {r['cpus']}", "",
-             f"{'group':13s} {'file':45s} {'shape':>11s} {'read':>7s} {'decode':>7s} {'LUTs':>7s} "
-             f"{'preproc':>7s} {'prepare':>8s}  (ms per image)"]
-    for group, rows in r["stages"].items():
-        for s in rows:
-            name = Path(s["file"]).name if "uncompressed" in s["file"] else "/".join(Path(s["file"]).parts[-3:])
-            shape = "x".join(str(v) for v in s["shape"])
-            lines.append(f"{group:13s} {name[:45]:45s} {shape:>11s} " + " ".join(
-                f"{s[k] * 1e3:7.1f}" for k in ("read_s", "decode_s", "lut_s", "preprocess_s")) +
-                f" {s['prepare_s'] * 1e3:8.1f}")
+             f"{'transfer syntax':45s} {'mode':8s} {'files':>5s} {'read':>7s} {'decode':>7s} {'LUTs':>7s} "
+             f"{'preproc':>7s} {'prepare':>8s}  decoded (ms per image, mean over the files of medians)"]
+    for row in stage_rows(r["stages"]):
+        lines.append(f"{row['transfer_syntax'][:45]:45s} {row['mode']:8s} {row['files']:5d} " + " ".join(
+            f"{row[k]:7.1f}" for k in ("read_ms", "decode_ms", "lut_ms", "preprocess_ms")) +
+            f" {row['prepare_ms']:8.1f}  {', '.join(row['decoded'])}")
     lines.append("")
     for inf in r["inference"]:
         lines.append(f"inference alone, batch {inf['batch_size']}: {inf['infer_s_per_image'] * 1e3:.1f} ms/image "
                      f"({inf['images_per_s']:.1f} images/s)")
-    for group, rows in r["stages"].items():
-        prep = statistics.mean(s["prepare_s"] for s in rows)
-        infer = r["inference"][-1]["infer_s_per_image"]
-        lines.append(f"{group}: prepare (read+decode+LUTs+preprocess) {prep * 1e3:.1f} ms/image vs inference "
-                     f"{infer * 1e3:.1f} ms/image -> inference is {infer / (prep + infer):.0%} of the serial time")
     lines.append("")
     for group, p in r["pipeline"].items():
         lines.append(f"pipeline {group}: {p['files']} files, {p['workers']} workers: {p['seconds']:.1f} s, "
-                     f"{p['images_per_s']:.2f} images/s end to end (score_folder); after the first result "
+                     f"{p['images_per_s']:.2f} images/s end to end (score_into); after the first result "
                      f"({p['first_result_s']:.1f} s: worker start-up + first decode): "
                      f"{p['steady_images_per_s']:.2f} images/s")
+    return "\n".join(lines)
+
+
+# ---- radedge score-dicoms itself, A/B ------------------------------------------------------------------
+def run_score_dicoms(folder: Path, out: Path, extra: Sequence[str] = (), pythonpath: Path = ROOT) -> float:
+    """Wall seconds of `radedge score-dicoms FOLDER -o OUT --quiet --overwrite EXTRA` in a subprocess
+    running the code of `pythonpath` (this checkout by default)."""
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    cmd = [sys.executable, "-m", "radedge.cli", "score-dicoms", str(folder), "-o", str(out), "--quiet", "--overwrite",
+           *extra]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-500:]}")
+    return seconds
+
+
+def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = None) -> dict[str, Any]:
+    """Median wall seconds and images/s of score-dicoms per group and mode (see the module docstring)."""
+    files = fullsize_folder()
+    modes: dict[str, tuple[list[str], Path]] = {"reduced": ([], ROOT), "full-resolution": (["--full-resolution"], ROOT)}
+    if baseline is not None:
+        modes["baseline"] = ([], baseline)
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "copies": copies, "repeats": repeats,
+                           "baseline": str(baseline) if baseline else None, "groups": {}}
+    with tempfile.TemporaryDirectory(prefix="radedge-bench-ab-") as tmp:
+        for group, kinds in GROUPS.items():
+            group_files = [p for k in kinds for p in files[k]]
+            big = copies_folder(group_files, copies, Path(tmp) / group / "many")
+            one = copies_folder(group_files[:1], 1, Path(tmp) / group / "one")
+            walls: dict[str, list[float]] = {m: [] for m in modes}
+            start: dict[str, float] = {}
+            for m, (extra, code) in modes.items():
+                start[m] = run_score_dicoms(one, Path(tmp) / "one.csv", extra, code)
+            for _ in range(repeats):  # interleaved, so load changes hit every mode alike
+                for m, (extra, code) in modes.items():
+                    walls[m].append(run_score_dicoms(big, Path(tmp) / "many.csv", extra, code))
+            n = len(group_files) * copies
+            out["groups"][group] = {m: {"files": n, "walls_s": walls[m], "median_s": statistics.median(walls[m]),
+                                        "images_per_s": n / statistics.median(walls[m]), "startup_s": start[m],
+                                        "net_images_per_s": (n - 1) / max(statistics.median(walls[m]) - start[m], 1e-9)}
+                                    for m in modes}
+    return out
+
+
+def format_ab(r: dict[str, Any]) -> str:
+    lines = [f"radedge score-dicoms, {r['cpus']} cpus, {r['copies']} copies per file, median of {r['repeats']} "
+             f"interleaved runs" + (f"; baseline: {r['baseline']}" if r["baseline"] else ""),
+             f"{'group':13s} {'mode':16s} {'files':>5s} {'median s':>9s} {'images/s':>9s} {'start-up s':>10s} "
+             f"{'net images/s':>12s}  runs (s)"]
+    for group, modes in r["groups"].items():
+        for m, v in modes.items():
+            lines.append(f"{group:13s} {m:16s} {v['files']:5d} {v['median_s']:9.2f} {v['images_per_s']:9.2f} "
+                         f"{v['startup_s']:10.2f} {v['net_images_per_s']:12.2f}  "
+                         + " ".join(f"{w:.2f}" for w in v["walls_s"]))
+    lines.append("")
+    uncompressed = r["groups"]["uncompressed"]["reduced"]["images_per_s"]
+    for group, modes in r["groups"].items():
+        red = modes["reduced"]["images_per_s"]
+        ratios = [f"reduced / {m} {red / v['images_per_s']:.2f}x" for m, v in modes.items() if m != "reduced"]
+        lines.append(f"{group}: {red:.2f} images/s; {', '.join(ratios)}; vs uncompressed (reduced run) "
+                     f"{red / uncompressed:.2f}x")
+    return "\n".join(lines)
+
+
+# ---- parity: scores, full against reduced ---------------------------------------------------------------
+def parity(model: str = "default") -> list[dict[str, Any]]:
+    """Per JPEG 2000 / baseline JPEG file: the largest score difference, full against reduced decoding,
+    and each label that differs with its full-decoding score and threshold (shipped model, batch 1)."""
+    import csv as _csv
+
+    from radedge.labels import FINDINGS
+
+    path, _ = model_path(model)
+    full = ImageScorer.load(str(path), batch_size=1, reduced=False)
+    reduced = ImageScorer.load(str(path), batch_size=1)
+    with open(DATA / "MANIFEST.csv", newline="") as fh:
+        corpus = [DATA / r["path"] for r in _csv.DictReader(fh)
+                  if r["expected"] == "score" and ("JPEG 2000" in r["transfer_syntax"] or "Baseline" in r["transfer_syntax"])]
+    files = fullsize_folder()
+    rows = []
+    for p in corpus + [p for k in ("j2k-lossless", "j2k-lossy", "jpeg") for p in files[k] if p not in corpus]:
+        a, b = full([p])[0], reduced([p])[0]
+        d = read_dicom(p, voi=reduced.spec["voi"], decode_for=reduced.spec)
+        flips = [{"finding": FINDINGS[i], "full": float(a.probabilities[i]), "reduced": float(b.probabilities[i]),
+                  "threshold": float(reduced.thresholds[i])} for i in np.flatnonzero(a.labels != b.labels)]
+        rows.append({"file": str(p), "transfer_syntax": d.transfer_syntax, "decoded": d.decoded,
+                     "max_diff": float(np.abs(a.probabilities - b.probabilities).max()), "flips": flips})
+    return rows
+
+
+def format_parity(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = [f"{'file':48s} {'decoded':16s} {'max |diff|':>10s}  labels that differ (full / reduced / threshold)"]
+    for r in rows:
+        name = "/".join(Path(r["file"]).parts[-2:])
+        flips = "; ".join(f"{f['finding']} {f['full']:.4f} / {f['reduced']:.4f} / {f['threshold']:.4f}"
+                          for f in r["flips"])
+        lines.append(f"{name[-48:]:48s} {r['decoded'][:16]:16s} {r['max_diff']:10.4f}  {flips}")
+    lines.append(f"largest score difference {max(r['max_diff'] for r in rows):.4f} over {len(rows)} files; "
+                 f"{sum(bool(r['flips']) for r in rows)} files with a label that differs")
     return "\n".join(lines)
 
 
@@ -335,24 +542,17 @@ def corpus(model: str = "default", workers: int = 2) -> tuple[list[dict[str, Any
 
 # ---- summaries for the harness (python -m benchmarks) -------------------------------------------------
 def throughput(quick: bool, threads: int | None = None) -> dict[str, Any]:
-    """stage_report() plus one summary row per transfer-syntax group."""
+    """stage_report() plus one summary row per (transfer syntax, mode)."""
     raw = stage_report("default", repeats=1 if quick else 3, copies=1 if quick else 4, workers=2, threads=threads)
-    infer = raw["inference"][-1]
-    rows = []
-    for group, stages in raw["stages"].items():
-        prepare = statistics.mean(s["prepare_s"] for s in stages)
-        decode = statistics.mean(s["decode_s"] for s in stages)
-        pipe = raw["pipeline"].get(group, {})
-        rows.append({
-            "group": group, "files": len(stages),
-            "decode_ms": round(decode * 1e3, 1), "prepare_ms": round(prepare * 1e3, 1),
-            "inference_ms": round(infer["infer_s_per_image"] * 1e3, 1),
-            "inference_share": round(infer["infer_s_per_image"] / (prepare + infer["infer_s_per_image"]), 3),
-            "pipeline_images_per_s": round(pipe.get("images_per_s", 0.0), 2),
-            "pipeline_workers": pipe.get("workers"),
-        })
-    return {"model": str(raw["model"]).replace(str(ROOT) + "/", ""), "rows": rows, "throughput_raw": raw,
-            "source": "benchmarks/dicom.py:stage_report"}
+    infer = raw["inference"][-1]["infer_s_per_image"]
+    rows = [dict(row, inference_ms=round(infer * 1e3, 1),
+                 inference_share=round(infer / (row["prepare_ms"] / 1e3 + infer), 3))
+            for row in stage_rows(raw["stages"])]
+    pipeline = [{"group": key.split()[0], "mode": key.split()[1], "files": p["files"], "workers": p["workers"],
+                 "images_per_s": round(p["images_per_s"], 2), "steady_images_per_s": round(p["steady_images_per_s"], 2)}
+                for key, p in raw["pipeline"].items()]
+    return {"model": str(raw["model"]).replace(str(ROOT) + "/", ""), "rows": rows, "pipeline": pipeline,
+            "throughput_raw": raw, "source": "benchmarks/dicom.py:stage_report"}
 
 
 def memory(files: int, workers: int = 2) -> dict[str, Any]:
@@ -375,6 +575,20 @@ def throughput_main(args: argparse.Namespace) -> int:
     print(format_report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def score_dicoms_main(args: argparse.Namespace) -> int:
+    result = score_dicoms_ab(args.copies, args.repeats, args.baseline)
+    print(format_ab(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def parity_main(args: argparse.Namespace) -> int:
+    rows = parity(args.model)
+    print(format_parity(rows))
     return 0
 
 
@@ -411,11 +625,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("throughput", help="per-stage and pipeline timings on the full-size radiographs")
     p.add_argument("--model", default="default", help="default | standin | model name or folder")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--copies", type=int, default=6, help="copies of each file in the pipeline run")
+    p.add_argument("--copies", type=int, default=4, help="copies of each full-size file in the pipeline run")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.set_defaults(run=throughput_main)
+    p = sub.add_parser("score-dicoms", help="radedge score-dicoms images/s, reduced vs full resolution (A/B)")
+    p.add_argument("--copies", type=int, default=8, help="copies of each full-size file per group")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--baseline", type=Path, default=None, help="another checkout to run as a third mode")
+    p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    p.set_defaults(run=score_dicoms_main)
+    p = sub.add_parser("parity", help="scores of JPEG 2000 / JPEG files, full against reduced decoding")
+    p.add_argument("--model", default="default", help="default | model name or folder")
+    p.set_defaults(run=parity_main)
     p = sub.add_parser("memory", help="score-dicoms peak memory against folder size")
     p.add_argument("--sizes", default="1000,10000", help="folder sizes, comma-separated")
     p.add_argument("--model", default="default", help="default | standin | model name or folder")

@@ -120,12 +120,16 @@ def dicom_lines(results: dict[str, Any]) -> list[str]:
     dicom = results.get("dicom") or {}
     lines = []
     if dicom.get("rows"):
-        rows = [(r["group"], r["files"], r["decode_ms"], r["prepare_ms"], r["inference_ms"],
-                 f"{r['inference_share']:.0%}", r["pipeline_images_per_s"], r.get("pipeline_workers"))
+        rows = [(r["transfer_syntax"], r["mode"], r["files"], r["read_ms"], r["decode_ms"], r["lut_ms"],
+                 r["preprocess_ms"], r["prepare_ms"], r["inference_ms"], f"{r['inference_share']:.0%}")
                 for r in dicom["rows"]]
-        lines.append(markdown_table(rows, ["transfer syntax", "files", "decode ms / image",
-                                           "read + decode + LUTs + preprocess ms", "inference ms / image",
-                                           "inference share", "score-dicoms images/s", "workers"]))
+        lines.append(markdown_table(rows, ["transfer syntax", "decoded", "files", "read ms", "decode ms", "LUTs ms",
+                                           "preprocess ms", "prepare ms", "inference ms / image", "inference share"]))
+    if dicom.get("pipeline"):
+        rows = [(p["group"], p["mode"], p["files"], p["workers"], p["images_per_s"], p["steady_images_per_s"])
+                for p in dicom["pipeline"]]
+        lines += ["", markdown_table(rows, ["files of", "decoded", "files", "workers", "images/s",
+                                            "images/s after the first"])]
     memory = dicom.get("memory") or []
     if memory:
         lines += ["", "Peak memory of `radedge score-dicoms` against folder size (small DICOM files, main process "

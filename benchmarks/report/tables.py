@@ -17,10 +17,12 @@ ROOFLINE_COLUMNS = (("model", "model"), ("precision", "prec"), ("engine", "engin
                     ("flops_per_item", "FLOPs/item"), ("throughput_per_s", "items/s"),
                     ("achieved_gops", "GOP/s"), ("peak_gops", "peak"), ("fraction_of_peak", "fraction"))
 
-DICOM_COLUMNS = (("group", "transfer syntax"), ("files", "files"), ("decode_ms", "decode ms"),
-                 ("prepare_ms", "read+decode+LUT+preproc ms"), ("inference_ms", "inference ms"),
-                 ("inference_share", "inference share"), ("pipeline_images_per_s", "score-dicoms images/s"),
-                 ("pipeline_workers", "workers"))
+DICOM_COLUMNS = (("transfer_syntax", "transfer syntax"), ("mode", "decoded"), ("files", "files"),
+                 ("read_ms", "read ms"), ("decode_ms", "decode ms"), ("lut_ms", "LUTs ms"),
+                 ("preprocess_ms", "preprocess ms"), ("prepare_ms", "prepare ms"), ("inference_ms", "inference ms"),
+                 ("inference_share", "inference share"))
+PIPELINE_COLUMNS = (("group", "files of"), ("mode", "decoded"), ("files", "files"), ("workers", "workers"),
+                    ("images_per_s", "images/s"), ("steady_images_per_s", "after the first images/s"))
 
 MEMORY_COLUMNS = (("files", "files"), ("workers", "workers"), ("seconds", "seconds"), ("files_per_s", "files/s"),
                   ("peak_main_mb", "peak main MiB"), ("peak_tree_mb", "peak tree MiB"),
@@ -49,6 +51,8 @@ def print_tables(results: dict[str, Any]) -> None:
     dicom = results.get("dicom") or {}
     if dicom.get("rows"):
         print(f"\n## DICOM scoring ({dicom.get('model')})\n" + format_table(dicom["rows"], DICOM_COLUMNS))
+        if dicom.get("pipeline"):
+            print(format_table(dicom["pipeline"], PIPELINE_COLUMNS))
     if dicom.get("memory"):
         print("\n## score-dicoms memory vs folder size\n" + format_table(dicom["memory"], MEMORY_COLUMNS))
     for n in results.get("notes", []):

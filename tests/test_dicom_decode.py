@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import need_data
-from dicom_factory import make_dataset, write, write_image
+from tests.paths import need_data
+from tests.dicom_factory import make_dataset, write, write_image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 

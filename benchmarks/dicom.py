@@ -3,7 +3,7 @@ every corpus file is handled right.
 
     python -m benchmarks.dicom throughput [--model default|standin|PATH] [--repeats 3] [--json OUT.json]
     python -m benchmarks.dicom score-dicoms [--copies 8] [--repeats 3] [--baseline CHECKOUT]
-    python -m benchmarks.dicom parity
+    python -m benchmarks.dicom parity [--margin 1]
     python -m benchmarks.dicom memory [--sizes 1000,10000] [--model default|standin|PATH] [--workers 2]
     python -m benchmarks.dicom corpus [--model default|standin|PATH] [--workers 2]
 
@@ -153,22 +153,32 @@ def _fullsize_dataset(pixels: np.ndarray, bits: int, name: str) -> Any:
     return ds
 
 
-def _write_kind(pixels12: np.ndarray, kind: str, path: Path) -> None:
-    """One full-size file of `kind` (KINDS) from 12-bit pixels."""
+def as_baseline_jpeg(ds: Any, pixels: np.ndarray, quality: int = 90, photometric: str | None = None) -> Any:
+    """`ds` with `pixels` (8-bit grey, or RGB stored as YCbCr) as one baseline JPEG frame encoded by
+    Pillow (libjpeg-turbo), the way a PACS sends it: pydicom has no JPEG encoder."""
     from io import BytesIO
 
     from PIL import Image
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit
+    from pydicom.uid import JPEGBaseline8Bit
+
+    buf = BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    if photometric:
+        ds.PhotometricInterpretation = photometric
+    return ds
+
+
+def _write_kind(pixels12: np.ndarray, kind: str, path: Path) -> None:
+    """One full-size file of `kind` (KINDS) from 12-bit pixels."""
+    from pydicom.uid import JPEG2000, JPEG2000Lossless
 
     if kind == "jpeg":
         pixels8 = (pixels12 >> 4).astype(np.uint8)
-        ds = _fullsize_dataset(pixels8, 8, path.stem)
-        buf = BytesIO()
-        Image.fromarray(pixels8).save(buf, "JPEG", quality=90)
-        ds.PixelData = encapsulate([buf.getvalue()])
-        ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds = as_baseline_jpeg(_fullsize_dataset(pixels8, 8, path.stem), pixels8)
     else:
         ds = _fullsize_dataset(pixels12, 12, path.stem)
         if kind == "j2k-lossless":
@@ -400,12 +410,18 @@ def format_ab(r: dict[str, Any]) -> str:
 
 
 # ---- parity: scores, full against reduced ---------------------------------------------------------------
-def parity(model: str = "default") -> list[dict[str, Any]]:
+def parity(model: str = "default", margin: int | None = None) -> list[dict[str, Any]]:
     """Per JPEG 2000 / baseline JPEG file: the largest score difference, full against reduced decoding,
-    and each label that differs with its full-decoding score and threshold (shipped model, batch 1)."""
+    and each label that differs with its full-decoding score and threshold (shipped model, batch 1).
+    `margin` replaces `radedge.images.codecs.levels.MARGIN` for the run (1: reduce down to the model's
+    input size itself), to show why it is 2."""
     import csv as _csv
 
+    from radedge.images.codecs import levels
     from radedge.labels import FINDINGS
+
+    if margin is not None:
+        levels.MARGIN = margin
 
     path, _ = model_path(model)
     full = ImageScorer.load(str(path), batch_size=1, reduced=False)
@@ -587,7 +603,7 @@ def score_dicoms_main(args: argparse.Namespace) -> int:
 
 
 def parity_main(args: argparse.Namespace) -> int:
-    rows = parity(args.model)
+    rows = parity(args.model, args.margin)
     print(format_parity(rows))
     return 0
 
@@ -638,6 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(run=score_dicoms_main)
     p = sub.add_parser("parity", help="scores of JPEG 2000 / JPEG files, full against reduced decoding")
     p.add_argument("--model", default="default", help="default | model name or folder")
+    p.add_argument("--margin", type=int, default=None, help="reduce to MARGIN x the resized size (default: 2)")
     p.set_defaults(run=parity_main)
     p = sub.add_parser("memory", help="score-dicoms peak memory against folder size")
     p.add_argument("--sizes", default="1000,10000", help="folder sizes, comma-separated")

@@ -2,7 +2,7 @@
 
 Not to the model's input size itself, but to twice it (`MARGIN`): preprocessing then still shrinks
 at least 2x with INTER_AREA, which does the anti-aliasing as it does on full-size images. Measured
-on the shipped image model (`python -m benchmarks.dicom --parity`): the final shrink at 1.1x to 1.9x
+on the shipped image model (`python -m benchmarks.dicom parity` for the chosen levels): the final shrink at 1.1x to 1.9x
 moved scores by up to 0.13 (JPEG 2000 9/7 and JPEG DCT scaling low-pass differently from a box),
 at 2x and more by at most 0.025.
 """

@@ -22,9 +22,11 @@ runs, with worker processes) over copies of the full-size files in both modes.
 score-dicoms: images/s of the `radedge score-dicoms` command itself (a subprocess, `--quiet`) on
 folders of `--copies` copies of the full-size files per group (JPEG 2000, baseline JPEG,
 uncompressed; each copy its own SOP Instance UID), reduced (the default) against
-`--full-resolution`, and against another checkout's code with `--baseline` (e.g. a worktree of the
-commit before reduced decoding). Runs are interleaved, `--repeats` each; medians, and rates net of
-start-up (a one-file run of the same command) are printed with the A/B ratios.
+`--full-resolution`, and against another checkout's code with `--baseline` (e.g. `git archive` of the
+commit before reduced decoding). Runs are interleaved, `--repeats` each; medians, rates net of
+start-up (a one-file run of the same command), and the CPU time of the command and its workers per
+image (start-up excluded; what cores / CPU time per image allows on an idle machine, since a shared
+one's wall clock says as much about the other jobs) are printed with the A/B ratios.
 
 parity: scores of every JPEG 2000 and baseline JPEG file (corpus and full-size folder) decoded in
 full and reduced, with the shipped model at batch 1: the largest score difference per file and the
@@ -347,18 +349,24 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 # ---- radedge score-dicoms itself, A/B ------------------------------------------------------------------
-def run_score_dicoms(folder: Path, out: Path, extra: Sequence[str] = (), pythonpath: Path = ROOT) -> float:
-    """Wall seconds of `radedge score-dicoms FOLDER -o OUT --quiet --overwrite EXTRA` in a subprocess
-    running the code of `pythonpath` (this checkout by default)."""
+def run_score_dicoms(folder: Path, out: Path, extra: Sequence[str] = (), pythonpath: Path = ROOT
+                     ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its workers) of `radedge score-dicoms FOLDER -o OUT
+    --quiet --overwrite EXTRA` in a subprocess running the code of `pythonpath` (this checkout by
+    default). CPU seconds do not depend on what else the machine runs; wall seconds do."""
+    import resource
+
     env = dict(os.environ, PYTHONPATH=str(pythonpath))
     cmd = [sys.executable, "-m", "radedge.cli", "score-dicoms", str(folder), "-o", str(out), "--quiet", "--overwrite",
            *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-500:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = None) -> dict[str, Any]:
@@ -374,18 +382,24 @@ def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = N
             group_files = [p for k in kinds for p in files[k]]
             big = copies_folder(group_files, copies, Path(tmp) / group / "many")
             one = copies_folder(group_files[:1], 1, Path(tmp) / group / "one")
-            walls: dict[str, list[float]] = {m: [] for m in modes}
-            start: dict[str, float] = {}
+            runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+            start: dict[str, tuple[float, float]] = {}
             for m, (extra, code) in modes.items():
                 start[m] = run_score_dicoms(one, Path(tmp) / "one.csv", extra, code)
             for _ in range(repeats):  # interleaved, so load changes hit every mode alike
                 for m, (extra, code) in modes.items():
-                    walls[m].append(run_score_dicoms(big, Path(tmp) / "many.csv", extra, code))
+                    runs[m].append(run_score_dicoms(big, Path(tmp) / "many.csv", extra, code))
             n = len(group_files) * copies
-            out["groups"][group] = {m: {"files": n, "walls_s": walls[m], "median_s": statistics.median(walls[m]),
-                                        "images_per_s": n / statistics.median(walls[m]), "startup_s": start[m],
-                                        "net_images_per_s": (n - 1) / max(statistics.median(walls[m]) - start[m], 1e-9)}
-                                    for m in modes}
+            out["groups"][group] = {}
+            for m in modes:
+                wall = statistics.median(w for w, _ in runs[m])
+                cpu = statistics.median(c for _, c in runs[m])
+                out["groups"][group][m] = {
+                    "files": n, "walls_s": [w for w, _ in runs[m]], "median_s": wall, "images_per_s": n / wall,
+                    "startup_s": start[m][0], "net_images_per_s": (n - 1) / max(wall - start[m][0], 1e-9),
+                    "cpu_s_per_image": (cpu - start[m][1]) / max(n - 1, 1),
+                    # what the CPU time allows on an idle machine with this many cores (start-up excluded)
+                    "cpu_bound_images_per_s": (os.cpu_count() or 1) * max(n - 1, 1) / max(cpu - start[m][1], 1e-9)}
     return out
 
 
@@ -393,19 +407,20 @@ def format_ab(r: dict[str, Any]) -> str:
     lines = [f"radedge score-dicoms, {r['cpus']} cpus, {r['copies']} copies per file, median of {r['repeats']} "
              f"interleaved runs" + (f"; baseline: {r['baseline']}" if r["baseline"] else ""),
              f"{'group':13s} {'mode':16s} {'files':>5s} {'median s':>9s} {'images/s':>9s} {'start-up s':>10s} "
-             f"{'net images/s':>12s}  runs (s)"]
+             f"{'net images/s':>12s} {'CPU ms/image':>12s} {'CPU-bound images/s':>18s}  runs (s)"]
     for group, modes in r["groups"].items():
         for m, v in modes.items():
             lines.append(f"{group:13s} {m:16s} {v['files']:5d} {v['median_s']:9.2f} {v['images_per_s']:9.2f} "
-                         f"{v['startup_s']:10.2f} {v['net_images_per_s']:12.2f}  "
-                         + " ".join(f"{w:.2f}" for w in v["walls_s"]))
+                         f"{v['startup_s']:10.2f} {v['net_images_per_s']:12.2f} {v['cpu_s_per_image'] * 1e3:12.1f} "
+                         f"{v['cpu_bound_images_per_s']:18.2f}  " + " ".join(f"{w:.2f}" for w in v["walls_s"]))
     lines.append("")
-    uncompressed = r["groups"]["uncompressed"]["reduced"]["images_per_s"]
-    for group, modes in r["groups"].items():
-        red = modes["reduced"]["images_per_s"]
-        ratios = [f"reduced / {m} {red / v['images_per_s']:.2f}x" for m, v in modes.items() if m != "reduced"]
-        lines.append(f"{group}: {red:.2f} images/s; {', '.join(ratios)}; vs uncompressed (reduced run) "
-                     f"{red / uncompressed:.2f}x")
+    for key, what in (("images_per_s", "wall"), ("cpu_bound_images_per_s", "CPU-bound")):
+        uncompressed = r["groups"]["uncompressed"]["reduced"][key]
+        for group, modes in r["groups"].items():
+            red = modes["reduced"][key]
+            ratios = [f"reduced / {m} {red / v[key]:.2f}x" for m, v in modes.items() if m != "reduced"]
+            lines.append(f"{what} {group}: {red:.2f} images/s; {', '.join(ratios)}; vs uncompressed "
+                         f"{red / uncompressed:.2f}x")
     return "\n".join(lines)
 
 

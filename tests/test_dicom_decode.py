@@ -20,7 +20,8 @@ from radedge.images.codecs import decode_reduced, set_decoder_threads
 from radedge.images.codecs.jpeg2000 import open_reduced
 from radedge.images.codecs.levels import MARGIN, largest_factor, reduced_size
 from radedge.images.codecs.reduced import THREADS_VARIABLE, stored_values
-from radedge.images.dicom import ImageTooLargeError, read_dataset, read_dicom
+from radedge.errors import ImageTooLargeError, PixelDecodeError
+from radedge.images.dicom import read_dataset, read_dicom
 from radedge.images.preprocess import _resize_reduced, preprocess, resize_square, resized_shape
 from radedge.pipelines.workers import decoder_threads
 
@@ -196,7 +197,7 @@ def test_codestream_size_disagreeing_with_header(tmp_path):
     ds.Rows, ds.Columns = 200, 300  # header disagrees with the 256 x 320 codestream
     write(ds, tmp_path / "mismatch.dcm")
     for decode_for in (None, SPEC):  # full decoding decides, as without the reduced path
-        with pytest.raises(dicom.PixelDecodeError, match="could not broadcast"):
+        with pytest.raises(PixelDecodeError, match="could not broadcast"):
             read_dicom(tmp_path / "mismatch.dcm", decode_for=decode_for)
     frame[8:16] = (60000).to_bytes(4, "big") * 2  # SIZ Xsiz, Ysiz: 60000 x 60000
     ds = read_dataset(path)

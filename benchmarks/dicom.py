@@ -109,7 +109,8 @@ def standin_model(folder: Path = STANDIN_DIR) -> Path:
     export_onnx(model, folder / "model.onnx")
     Manifest(name=folder.name, task="image-findings", files=file_hashes(folder, ["model.onnx"]),
              inputs=[TensorSpec("pixels", "float32", ("batch", 3, spec.size, spec.size))],
-             outputs=[TensorSpec("probs", "float32", ("batch", 14))],
+             outputs=[TensorSpec("probs", "float32", ("batch", 14)),
+                      TensorSpec("embedding", "float32", ("batch", spec.dim))],
              preprocess=preprocess_spec(spec), thresholds={f: 0.5 for f in FINDINGS},
              provenance={"made_by": "benchmarks/dicom.py (random weights, timing only)",
                          "spec": spec.to_dict()}).write(folder)

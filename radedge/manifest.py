@@ -66,6 +66,12 @@ class Manifest:
     stride: int | None = None
     preprocess: dict[str, Any] | None = None
     thresholds: dict[str, float] | None = None
+    # Image models: the findings trained and validated (the others are reported as not available),
+    # per-finding probability calibration (radedge.images.calibration) and the out-of-distribution
+    # check (radedge.images.ood). None = an older manifest: every finding, no calibration, no check.
+    trained_findings: list[str] | None = None
+    calibration: dict[str, dict[str, Any]] | None = None
+    ood: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -120,6 +126,23 @@ class Manifest:
                 raise ManifestError("report models need tokenizer and max_length")
         if self.task == "image-findings" and not self.preprocess:
             raise ManifestError("image models need a preprocess section")
+        if self.trained_findings is not None:
+            unknown = [f for f in self.trained_findings if f not in FINDINGS]
+            if unknown or not isinstance(self.trained_findings, list):
+                raise ManifestError(f"trained_findings must list findings of the 14, got {unknown or self.trained_findings!r}")
+        if self.calibration is not None:
+            outside = [f for f in self.calibration if f not in (self.trained_findings or FINDINGS)]
+            if outside:
+                raise ManifestError(f"calibration for findings that are not trained: {outside}")
+            from .images.calibration import check_calibration
+
+            for name, spec in self.calibration.items():
+                try:
+                    check_calibration(spec)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ManifestError(f"calibration of {name}: {exc}") from exc
+        if self.ood is not None and ("file" not in self.ood or self.ood["file"] not in self.files):
+            raise ManifestError("ood needs a 'file' that files lists with its sha256")
 
     # ---- writing ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

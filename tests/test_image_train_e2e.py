@@ -46,23 +46,38 @@ def test_train_export_quantize_and_score(tmp_path: Path):
     from radedge.labels import FINDINGS
     from radedge.manifest import Manifest
 
-    paths = _make_table(tmp_path / "data" / "table")
+    paths = _make_table(tmp_path / "data" / "table", n=120)
     cfg = TrainConfig(spec=ViTSpec(size=64, stem="effnet-lite0", dim=32, depth=1, heads=2), sources=("table",),
                       epochs=2, views=1, batch_size=8, max_minutes=1.0)
     out = tmp_path / "model"
     metrics = build(cfg, out, tmp_path / "runs", tmp_path / "data", name="tiny-vit", calib_images=8)
 
-    assert (tmp_path / "runs" / "bce.onnx").is_file()
+    assert (tmp_path / "runs" / "bce.onnx").is_file() and (tmp_path / "runs" / "model.fp32.onnx").is_file()
+    assert not (out / "model.fp32.onnx").exists()  # the fp32 export is not shipped
     assert set(metrics["gls_vs_bce_pytorch"]) == {"gls", "bce"}
     manifest = Manifest.read(out)
     manifest.verify_files(out)
+    assert set(manifest.files) == {"model.onnx", "ood.npz", "reliability.png", "MODEL_CARD.md"}
     assert manifest.precision in ("int8", "fp32")
     assert manifest.preprocess["size"] == 64 and set(manifest.thresholds) == set(FINDINGS)
+    # Only Pneumonia and No Finding have labels in this table: nothing else may be reported.
+    assert set(manifest.trained_findings) <= {"Pneumonia", "No Finding"} and "Pneumonia" in manifest.trained_findings
+    assert set(manifest.calibration) == set(manifest.trained_findings)
+    assert [o.name for o in manifest.outputs] == ["probs", "embedding"]
+    assert manifest.ood["file"] == "ood.npz" and manifest.ood["thresholds"]["embedding"] > 0
     assert manifest.provenance["git_commit"] and manifest.provenance["command"]
     assert "NOT a medical device" in (out / "MODEL_CARD.md").read_text()
     json.dumps(manifest.to_dict())
 
     results = ImageScorer.load(out)(paths[:4])
-    assert [r.status for r in results] == ["scored"] * 4
-    assert all(r.probabilities.shape == (14,) and np.all((r.probabilities >= 0) & (r.probabilities <= 1))
-               for r in results)
+    assert all(r.status in ("scored", "out-of-distribution") and r.ood_score is not None for r in results)
+    scored = [r for r in results if r.status == "scored"]
+    assert scored, "every training-like image was flagged out-of-distribution"
+    for r in scored:
+        trained = np.array([f in manifest.trained_findings for f in FINDINGS])
+        assert np.all(np.isnan(r.probabilities[~trained])) and np.all(np.isnan(r.labels[~trained]))
+        assert np.all((r.probabilities[trained] >= 0) & (r.probabilities[trained] <= 1))
+        assert set(r.findings()) == set(manifest.trained_findings)
+    noise = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    flagged = ImageScorer.load(out)(noise)[0]
+    assert flagged.status == "out-of-distribution" and flagged.probabilities is None and flagged.ood_score > 1

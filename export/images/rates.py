@@ -64,14 +64,18 @@ def report_rates(prior: np.ndarray, targets: np.ndarray, classes: np.ndarray, ra
     return out
 
 
+RATE_MODES = ("gls", "priors", "bce")
+
+
 def assign_rates(samples: Sequence[Sample], mode: str = "gls", labeler: str = "rules") -> list[Sample]:
-    """Samples with GLS rates set: mode "gls" (reports + priors) or "bce" (r = 0 everywhere)."""
+    """Samples with GLS rates set: mode "gls" (reports + priors), "priors" (source priors only, the
+    reports ignored: what the report guidance adds is measured against it) or "bce" (r = 0)."""
     if mode == "bce":
         return with_rates(samples, np.zeros((len(samples), N_FINDINGS), np.float32))
-    if mode != "gls":
-        raise ValueError(f"rate mode must be 'gls' or 'bce', got {mode!r}")
+    if mode not in RATE_MODES:
+        raise ValueError(f"rate mode must be one of {RATE_MODES}, got {mode!r}")
     rates = np.stack([source_prior(s.source) for s in samples])
-    paired = [i for i, s in enumerate(samples) if s.note]
+    paired = [i for i, s in enumerate(samples) if s.note] if mode == "gls" else []
     if paired:
         from radedge.reports.labeler import ReportLabeler
 
@@ -95,4 +99,4 @@ def describe(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
     return out
 
 
-__all__ = ["COVID_PRIOR", "SOURCE_PRIORS", "assign_rates", "describe", "report_rates", "source_prior"]
+__all__ = ["COVID_PRIOR", "RATE_MODES", "SOURCE_PRIORS", "assign_rates", "describe", "report_rates", "source_prior"]

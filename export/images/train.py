@@ -10,6 +10,7 @@ seeded (numpy, torch, view order) and bounded by epochs and by a wall-clock budg
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from ..common import seed_everything
 from .data import DEFAULT_IMAGES, Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
 from .gls import gls_loss
 from .model import ImageViT, ViTSpec, build_model
-from .rates import assign_rates, describe
+from .rates import RATE_MODES, assign_rates, describe
 
 log = logging.getLogger("export.images.train")
 
@@ -40,7 +41,7 @@ def preprocess_spec(spec: ViTSpec) -> dict[str, Any]:
 @dataclass
 class TrainConfig:
     spec: ViTSpec = field(default_factory=ViTSpec)
-    rates: str = "gls"  # "gls" or "bce"
+    rates: str = "gls"  # "gls", "priors" or "bce" (rates.RATE_MODES)
     sources: tuple[str, ...] = ("nih", "pediatric", "covid")
     epochs: int = 30
     batch_size: int = 32
@@ -52,6 +53,13 @@ class TrainConfig:
     threads: int = 1
     max_minutes: float = 12.0  # stop training (not caching) after this much wall time
     pretrained: bool = True
+    # Stem blocks run before caching (at most the frozen ones): one cache at 8 serves both the frozen
+    # stem and fine-tuning of its last 3 blocks.
+    cache_cut: int = 8
+    view_seed: int = 0  # seed of the cached augmented views (fixed, so that runs with other seeds share them)
+
+    def cut(self, model: ImageViT) -> int:
+        return min(self.cache_cut, model.frozen_blocks)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,8 +69,18 @@ class TrainConfig:
 
 @torch.no_grad()
 def cache_features(model: ImageViT, samples: Sequence[Sample], pre: dict[str, Any], views: int, seed: int,
-                   batch: int = 32) -> torch.Tensor:
-    """float16 [n, views + 1, ...] stem output; view 0 is un-augmented. Deterministic per seed."""
+                   batch: int = 32, cut: int | None = None, folder: Path | None = None) -> torch.Tensor:
+    """float16 [n, views + 1, ...] output of the first `cut` stem blocks; view 0 is un-augmented.
+    Deterministic per seed; with `folder`, kept on disk under a key of everything it depends on
+    (the stem is the slow part on a CPU, and every training run of a comparison shares it)."""
+    path = None
+    if folder is not None:
+        stem = [model.spec.stem, model.spec.size, float(next(model.stem.parameters(), torch.zeros(1)).sum())]
+        key = hashlib.sha256(json.dumps([[str(s.path) for s in samples], pre, views, seed, cut, stem,
+                                         Augment().__dict__]).encode()).hexdigest()[:16]
+        path = folder / f"features-{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)
     model.eval()
     augment = Augment()
     out = None
@@ -71,20 +89,31 @@ def cache_features(model: ImageViT, samples: Sequence[Sample], pre: dict[str, An
         for start in range(0, len(samples), batch):
             chunk = samples[start:start + batch]
             pixels = np.stack([load_pixels(s, pre, augment if v else None, rng) for s in chunk])
-            feats = model.features(torch.from_numpy(pixels)).to(torch.float16)
+            feats = model.features(torch.from_numpy(pixels), cut).to(torch.float16)
             if out is None:
                 out = torch.empty((len(samples), views + 1, *feats.shape[1:]), dtype=torch.float16)
             out[start:start + len(chunk), v] = feats
     assert out is not None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(out, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
     return out
 
 
 @torch.no_grad()
-def predict_features(model: ImageViT, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
+def predict_features(model: ImageViT, feats: torch.Tensor, cut: int | None = None, batch: int = 64) -> np.ndarray:
     """Sigmoid probabilities [n, 14] from cached features [n, ...] (one view)."""
     model.eval()
-    out = [torch.sigmoid(model.from_features(feats[i:i + batch].float())) for i in range(0, len(feats), batch)]
+    out = [torch.sigmoid(model.from_features(feats[i:i + batch].float(), cut)) for i in range(0, len(feats), batch)]
     return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def embed_features(model: ImageViT, feats: torch.Tensor, cut: int | None = None, batch: int = 64) -> np.ndarray:
+    """Pooled embeddings [n, dim] from cached features [n, ...] (one view)."""
+    model.eval()
+    return torch.cat([model.embedding(feats[i:i + batch].float(), cut) for i in range(0, len(feats), batch)]).numpy()
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -117,7 +146,7 @@ def train_head(model: ImageViT, feats: torch.Tensor, samples: Sequence[Sample], 
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, warmup, cfg.lr)
-            logits = model.from_features(feats[idx, view[idx]].float())
+            logits = model.from_features(feats[idx, view[idx]].float(), cfg.cut(model))
             loss = gls_loss(logits, targets[idx], rates[idx], mask[idx])
             opt.zero_grad()
             loss.backward()
@@ -154,8 +183,9 @@ def prepare_data(cfg: TrainConfig, images_root: Path) -> tuple[list[Sample], lis
 
 def train(cfg: TrainConfig, images_root: Path = DEFAULT_IMAGES,
           data: tuple[list[Sample], list[Sample]] | None = None,
-          cache: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainResult:
-    """Train one model. `data` / `cache` let a caller reuse the split and cached features across runs."""
+          cache: tuple[torch.Tensor, torch.Tensor] | None = None, cache_dir: Path | None = None) -> TrainResult:
+    """Train one model. `data` / `cache` let a caller reuse the split and cached features across runs
+    (`cache` must be `cache_features` output at `cfg.cut(model)`); `cache_dir` keeps them on disk."""
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model, weights = build_model(cfg.spec, cfg.pretrained)
@@ -163,13 +193,14 @@ def train(cfg: TrainConfig, images_root: Path = DEFAULT_IMAGES,
     pre = preprocess_spec(cfg.spec)
     if cache is None:
         t0 = time.time()
-        cache = (cache_features(model, train_set, pre, cfg.views, cfg.seed),
-                 cache_features(model, val_set, pre, 0, cfg.seed))
+        cut = cfg.cut(model)
+        cache = (cache_features(model, train_set, pre, cfg.views, cfg.view_seed, cut=cut, folder=cache_dir),
+                 cache_features(model, val_set, pre, 0, cfg.view_seed, cut=cut, folder=cache_dir))
         log.info("cached %d train x %d views and %d val features in %.1f min", len(train_set), cfg.views + 1,
                  len(val_set), (time.time() - t0) / 60)
     seed_everything(cfg.seed)
     history = train_head(model, cache[0], train_set, cfg)
-    val_probs = predict_features(model, cache[1][:, 0])
+    val_probs = predict_features(model, cache[1][:, 0], cfg.cut(model))
     return TrainResult(model, cfg, list(train_set), list(val_set), val_probs, history, weights, describe(train_set))
 
 
@@ -177,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and train.json")
     ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    ap.add_argument("--rates", choices=("gls", "bce"), default="gls")
+    ap.add_argument("--rates", choices=RATE_MODES, default="gls")
     ap.add_argument("--stem", choices=("effnet-lite0", "patch"), default="effnet-lite0")
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=30)
@@ -200,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def save_checkpoint(result: TrainResult, out: Path) -> Path:
     path = out / "checkpoint.pt"
     torch.save({"state_dict": result.model.state_dict(), "config": result.config.to_dict(),
-                "history": result.history, "rates": result.rate_summary}, path)
+                "history": result.history, "rates": result.rate_summary,
+                "stem_weights": result.stem_weights}, path)
     return path
 
 

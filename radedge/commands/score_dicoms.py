@@ -46,6 +46,6 @@ def score_dicoms(folder: Path, output: Path, model: str, backend: str, device: s
                                reduced=not full_resolution, overwrite=overwrite,
                                progress=bar.update, on_error=on_error)
     click.echo(f"score-dicoms: {summary.line()} -> {output}", err=True)
-    if summary.scored + summary.skipped + summary.failed == 0:
+    if summary.total == 0:
         fail(f"{folder}: no files found", EXIT_NOTHING_DONE)
     sys.exit(EXIT_PARTIAL if summary.failed else EXIT_OK)

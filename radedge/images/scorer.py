@@ -5,9 +5,11 @@
     >>> result = scorer(["IM0001.dcm", "cxr.png"])[0]
     >>> result.status, result.probabilities, result.findings()
 
-Every input gets one `ImageResult`: status "scored" with probabilities and thresholded labels, or
-"skipped" / "error" with the reason (a lateral view, an SR object, a truncated file); a bad input
-never stops the others. Preparing an input (`prepare_input`) is a plain function of the input and
+Every input gets one `ImageResult`: status "scored" with calibrated probabilities and thresholded
+labels, "out-of-distribution" with `ood_score` instead of findings (noise, a blank frame, a knee: see
+`radedge.images.ood`), or "skipped" / "error" with the reason (a lateral view, an SR object, a
+truncated file); a bad input never stops the others. Findings the model was not trained for (the
+manifest's `trained_findings`) are not available: NaN in the arrays, absent from `findings()`. Preparing an input (`prepare_input`) is a plain function of the input and
 the model's preprocess spec, so `radedge score-dicoms` runs it in worker processes; inference runs
 in batches on the model's backend. No torch anywhere. A scorer holds no mutable state after
 loading (onnxruntime sessions are thread-safe), so one scorer may be called from several threads.
@@ -23,13 +25,16 @@ import numpy as np
 
 from ..errors import InputError, ManifestError, SkippedInput
 from ..labels import FINDINGS
+from .calibration import calibrate
 from .dicom import DEFAULT_MAX_PIXELS, DEFAULT_VIEWS, DICOM_KINDS, parse_views, read_dicom, sniff
+from .ood import OODCheck
 from .preprocess import check_spec, load_image, preprocess, to_unit_range
 
 TASK = "image-findings"
 # Names opencv reads as pictures; any other file is read as DICOM (found by content).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-STATUSES = ("scored", "skipped", "error")
+OOD = "out-of-distribution"
+STATUSES = ("scored", OOD, "skipped", "error")
 
 
 @dataclass
@@ -59,24 +64,27 @@ class PreparedImage(ImageOutcome):
 
 @dataclass
 class ImageResult(ImageOutcome):
-    """One input's outcome. probabilities / labels are float32 / uint8 [14] in FINDINGS order, or
-    None when the input was skipped or failed (then `reason` and `error_type` say why)."""
+    """One input's outcome. probabilities / labels are float32 [14] in FINDINGS order (labels 1.0 /
+    0.0), NaN for a finding the model was not trained for; both are None when the input was not
+    scored (then `reason` and `error_type` say why). `ood_score` is the out-of-distribution score of
+    every input that reached the model (None when the model has no such check)."""
 
     probabilities: np.ndarray | None = None
     labels: np.ndarray | None = None
+    ood_score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def findings(self) -> dict[str, float]:
-        """{finding: probability}, empty when not scored."""
+        """{finding: probability} of the findings the model reports, empty when not scored."""
         if self.probabilities is None:
             return {}
-        return {name: float(p) for name, p in zip(FINDINGS, self.probabilities)}
+        return {name: float(p) for name, p in zip(FINDINGS, self.probabilities) if not np.isnan(p)}
 
     def positive(self) -> list[str]:
         """Findings whose probability reached the model's threshold."""
         if self.labels is None:
             return []
-        return [name for name, flag in zip(FINDINGS, self.labels) if flag]
+        return [name for name, flag in zip(FINDINGS, self.labels) if flag == 1]
 
 
 def _from_error(source: str, exc: InputError) -> PreparedImage:
@@ -141,6 +149,10 @@ class ImageScorer:
         self.reduced = reduced
         self.input_name = manifest.inputs[0].name
         self.output_name = manifest.outputs[0].name
+        trained = manifest.trained_findings if manifest.trained_findings is not None else manifest.labels
+        self.trained = np.array([name in trained for name in manifest.labels])
+        self.calibration = manifest.calibration
+        self.ood = OODCheck.load(model.path, manifest.ood, self.spec) if manifest.ood else None
         fixed = manifest.inputs[0].shape[0]
         self.batch_size = fixed if isinstance(fixed, int) else max(1, int(batch_size))
         thresholds = manifest.thresholds or {}
@@ -164,29 +176,57 @@ class ImageScorer:
         return prepare_input(source, self.spec, self.views, name=name, images=images, max_pixels=self.max_pixels,
                              reduced=self.reduced)
 
-    def infer(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 [n, channels, size, size] -> float32 [n, 14] probabilities, in model-sized batches."""
-        out = []
+    def run_model(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 [n, channels, size, size] -> every graph output (float32 [n, ...]), in model-sized
+        batches: `probs` as the network gives them (before calibration), and the embedding when the
+        graph has one."""
+        out: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(pixels), self.batch_size):
             chunk = np.ascontiguousarray(pixels[start:start + self.batch_size], dtype=np.float32)
-            out.append(np.asarray(self.model.backend.run({self.input_name: chunk})[self.output_name],
-                                  dtype=np.float32))
-        return np.concatenate(out) if out else np.zeros((0, len(FINDINGS)), dtype=np.float32)
+            for name, value in self.model.backend.run({self.input_name: chunk}).items():
+                out.setdefault(name, []).append(np.asarray(value, dtype=np.float32))
+        if not out:
+            return {self.output_name: np.zeros((0, len(FINDINGS)), dtype=np.float32)}
+        return {name: np.concatenate(values) for name, values in out.items()}
+
+    def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 [n, channels, size, size] -> the network's float32 [n, 14] outputs (uncalibrated)."""
+        return self.run_model(pixels)[self.output_name]
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities [n, 14] from network outputs, NaN for findings not trained."""
+        probs = calibrate(raw, self.calibration, FINDINGS)
+        probs[:, ~self.trained] = np.nan
+        return probs
 
     def threshold(self, probabilities: np.ndarray) -> np.ndarray:
-        """Labels (uint8 0 / 1) from probabilities with the manifest's per-finding thresholds."""
-        return (probabilities >= self.thresholds).astype(np.uint8)
+        """Labels (float32 1 / 0) from calibrated probabilities with the manifest's per-finding
+        thresholds; NaN where the probability is NaN (not available)."""
+        return np.where(np.isnan(probabilities), np.nan, probabilities >= self.thresholds).astype(np.float32)
 
     def finish(self, prepared: Sequence[PreparedImage]) -> list[ImageResult]:
         """Run inference on the prepared inputs that are ready; results in input order."""
         ready = [p for p in prepared if p.status == "scored"]
-        probs = self.infer(np.stack([p.pixels for p in ready])) if ready else None
+        scores = None
+        if ready:
+            pixels = np.stack([p.pixels for p in ready])
+            outputs = self.run_model(pixels)
+            probs = self.probabilities(outputs[self.output_name])
+            if self.ood is not None:
+                scores = self.ood.score(outputs[self.ood.embedding_output], pixels)
         results, k = [], 0
         for p in prepared:
             result = ImageResult(**p.outcome())
             if p.status == "scored":
-                result.probabilities = probs[k]
-                result.labels = self.threshold(probs[k])
+                if scores is not None:
+                    result.ood_score = float(scores[k])
+                if scores is not None and self.ood.flagged(scores[k]):
+                    result.status = OOD
+                    result.reason = (f"out of distribution: score {scores[k]:.2f} > {self.ood.flag_above:g} "
+                                     "(not a frontal chest radiograph like the training films)")
+                else:
+                    result.probabilities = probs[k]
+                    result.labels = self.threshold(probs[k])
                 k += 1
             results.append(result)
         return results
@@ -216,5 +256,5 @@ class ImageScorer:
         return list(self.stream(self.prepare(item, name=f"array[{i}]" if isinstance(item, np.ndarray) else str(item))
                                 for i, item in enumerate(inputs)))
 
-__all__ = ["IMAGE_SUFFIXES", "ImageOutcome", "ImageResult", "ImageScorer", "PreparedImage", "array_to_grey",
-           "prepare_input"]
+__all__ = ["IMAGE_SUFFIXES", "OOD", "STATUSES", "ImageOutcome", "ImageResult", "ImageScorer", "PreparedImage",
+           "array_to_grey", "prepare_input"]

@@ -25,8 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from ..images.dicom import DEFAULT_MAX_PIXELS
-from ..images.scorer import ImageResult, ImageScorer, PreparedImage
+from ..images.scorer import OOD, ImageResult, ImageScorer, PreparedImage
 from ..images.walk import walk_files
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS
@@ -34,7 +36,7 @@ from .workers import Job, prepared_stream
 
 ID_COLUMNS = ["path", "status", "study_uid", "series_uid", "sop_uid"]
 LABEL_PREFIX = "label:"
-TAIL_COLUMNS = ["reason", "error_type"]
+TAIL_COLUMNS = ["ood_score", "reason", "error_type"]
 CSV_COLUMNS = ID_COLUMNS + list(FINDINGS) + [LABEL_PREFIX + f for f in FINDINGS] + TAIL_COLUMNS
 DEFAULT_VIEWS = "PA,AP"
 
@@ -46,17 +48,22 @@ def default_workers() -> int:
 
 def to_record(result: ImageResult, flat: bool) -> dict[str, Any]:
     """One output record: flat columns for CSV (probabilities under the finding names, labels under
-    'label:<finding>'), nested 'probabilities' / 'labels' objects for JSONL."""
+    'label:<finding>'), nested 'probabilities' / 'labels' objects for JSONL. A finding the model
+    does not report is an empty cell in CSV and null in JSONL, never a number; `ood_score` is the
+    out-of-distribution score of every input the model saw (empty / null otherwise)."""
     record: dict[str, Any] = {"path": result.source, "status": result.status, "study_uid": result.study_uid,
                               "series_uid": result.series_uid, "sop_uid": result.sop_uid}
-    probs = result.findings()
-    labels = dict(zip(FINDINGS, (int(v) for v in result.labels))) if result.labels is not None else {}
-    if flat:
-        record.update({f: f"{p:.6f}" for f, p in probs.items()})
-        record.update({LABEL_PREFIX + f: v for f, v in labels.items()})
-    elif probs:
-        record["probabilities"] = {f: round(p, 6) for f, p in probs.items()}
-        record["labels"] = labels
+    if result.probabilities is not None and result.labels is not None:
+        probs = {f: None if np.isnan(p) else float(p) for f, p in zip(FINDINGS, result.probabilities)}
+        labels = {f: None if np.isnan(v) else int(v) for f, v in zip(FINDINGS, result.labels)}
+        if flat:
+            record.update({f: "" if p is None else f"{p:.6f}" for f, p in probs.items()})
+            record.update({LABEL_PREFIX + f: "" if v is None else v for f, v in labels.items()})
+        else:
+            record["probabilities"] = {f: None if p is None else round(p, 6) for f, p in probs.items()}
+            record["labels"] = labels
+    score = result.ood_score
+    record["ood_score"] = ("" if flat else None) if score is None else (f"{score:.3f}" if flat else round(score, 3))
     record["reason"], record["error_type"] = result.reason, result.error_type
     return record
 
@@ -73,6 +80,7 @@ def score_files(scorer: ImageScorer, paths: Sequence[str | os.PathLike], names: 
 @dataclass
 class Summary:
     scored: int = 0
+    out_of_distribution: int = 0  # read, but unlike the model's training films: no findings
     skipped: int = 0
     failed: int = 0
     resumed: int = 0  # records already in the output when the run started
@@ -80,13 +88,20 @@ class Summary:
     def count(self, status: str) -> None:
         if status == "scored":
             self.scored += 1
+        elif status == OOD:
+            self.out_of_distribution += 1
         elif status == "skipped":
             self.skipped += 1
         else:
             self.failed += 1
 
+    @property
+    def total(self) -> int:
+        return self.scored + self.out_of_distribution + self.skipped + self.failed
+
     def line(self) -> str:
-        return (f"scored {self.scored}, skipped {self.skipped}, failed {self.failed}"
+        ood = f"out-of-distribution {self.out_of_distribution}, " if self.out_of_distribution else ""
+        return (f"scored {self.scored}, {ood}skipped {self.skipped}, failed {self.failed}"
                 + (f" (including {self.resumed} records from an earlier run)" if self.resumed else ""))
 
 

@@ -23,6 +23,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_DONE = 0, 1, 2
 COMMANDS = {
     "label-reports": "radedge.commands.label_reports:label_reports",
     "score-dicoms": "radedge.commands.score_dicoms:score_dicoms",
+    "score-images": "radedge.commands.score_images:score_images",
     "eval": "radedge.commands.evaluate:evaluate",
     "models": "radedge.commands.models:models",
     "bench": "radedge.commands.bench:bench",

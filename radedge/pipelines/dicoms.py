@@ -4,7 +4,8 @@
     >>> summary = score_folder("/data/pacs_export", "scores.csv")
     >>> summary.scored, summary.skipped, summary.failed
 
-This is what `radedge score-dicoms` runs. The folder is walked as a stream (sorted per directory);
+This is what `radedge score-dicoms` runs (and, with kind="images", `radedge score-images` on a
+folder of PNG / JPEG files: same records with empty UIDs, same resume). The folder is walked as a stream (sorted per directory);
 worker processes read, decode and preprocess files (`workers.prepared_stream`) while this process
 runs batched inference (`ImageScorer.stream`) and appends one record per file: scored images with
 Study / Series / SOP Instance UIDs, 14 probabilities and thresholded labels, and a separate record
@@ -32,7 +33,7 @@ from ..images.scorer import OOD, ImageResult, ImageScorer, PreparedImage
 from ..images.walk import walk_files
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS
-from .workers import Job, prepared_stream
+from .workers import Job, prepare_file, prepared_stream
 
 ID_COLUMNS = ["path", "status", "study_uid", "series_uid", "sop_uid"]
 LABEL_PREFIX = "label:"
@@ -69,11 +70,13 @@ def to_record(result: ImageResult, flat: bool) -> dict[str, Any]:
 
 
 def score_files(scorer: ImageScorer, paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
-                flat: bool = False) -> list[dict[str, Any]]:
-    """One batch: DICOM file paths in, one output record each out, in order (`names` are the
-    recorded paths; default the paths as given). Pictures are skipped, as in a folder scan."""
+                flat: bool = False, kind: str = "dicom") -> list[dict[str, Any]]:
+    """One batch: file paths in, one output record each out, in order (`names` are the recorded
+    paths; default the paths as given). `kind` as in a folder scan: "dicom" skips pictures,
+    "images" reads PNG / JPEG files and skips the rest."""
     names = [str(p) for p in paths] if names is None else list(names)
-    prepared = (scorer.prepare(path, name=name, images=False) for path, name in zip(paths, names))
+    prepared = (prepare_file(str(path), scorer.spec, scorer.views, name, kind, scorer.max_pixels, scorer.reduced)
+                for path, name in zip(paths, names))
     return [to_record(result, flat) for result in scorer.stream(prepared)]
 
 
@@ -125,8 +128,9 @@ def _counted(items: Iterable[PreparedImage], progress: Callable[[int], None] | N
 
 def score_into(scorer: ImageScorer, root: Path, writer: RecordWriter, workers: int = 0,
                progress: Callable[[int], None] | None = None,
-               on_error: Callable[[ImageResult], None] | None = None) -> Summary:
-    """Score every file under `root` into `writer`, skipping what the writer already holds."""
+               on_error: Callable[[ImageResult], None] | None = None, kind: str = "dicom") -> Summary:
+    """Score every file under `root` into `writer`, skipping what the writer already holds; `kind`
+    "dicom" reads DICOM files, "images" PNG / JPEG files (workers.KINDS)."""
     flat = writer.format == ".csv"
     summary = Summary()
     done_paths: set[str] = set()
@@ -142,7 +146,7 @@ def score_into(scorer: ImageScorer, root: Path, writer: RecordWriter, workers: i
         for path in walk_files(root):
             name = path.relative_to(root).as_posix()
             if name not in done_paths:
-                yield name, str(path), scorer.spec, scorer.views, scorer.max_pixels, scorer.reduced
+                yield name, str(path), scorer.spec, scorer.views, scorer.max_pixels, scorer.reduced, kind
 
     prepared = prepared_stream(jobs(), workers, in_flight=scorer.batch_size + 4 * max(workers, 1))
     # ordered=False: a skipped or failed file is recorded at once, not held behind a batch.
@@ -165,7 +169,7 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
                  views: str | Iterable[str] | None = DEFAULT_VIEWS, workers: int | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, reduced: bool = True,
                  overwrite: bool = False, progress: Callable[[int], None] | None = None,
-                 on_error: Callable[[ImageResult], None] | None = None) -> Summary:
+                 on_error: Callable[[ImageResult], None] | None = None, kind: str = "dicom") -> Summary:
     """Score the chest radiographs under `folder` (recursively) into `output` (.csv or .jsonl),
     exactly as `radedge score-dicoms` does; an existing output is resumed unless `overwrite`.
 
@@ -175,6 +179,8 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
     `max_pixels`: largest Rows x Columns x frames decoded (None: no cap); `reduced=False` decodes
     every frame at full resolution (see `radedge.images.dicom.decode_frame`). Problems with the
     run as a whole (an output inside the folder, a missing model) raise before anything is written.
+    `kind="images"` scores the PNG / JPEG files instead (what `radedge score-images` runs): the same
+    records (empty UIDs), resume and summary; other files are recorded as skipped.
     """
     folder, output = Path(folder), Path(output)
     output_format(output)
@@ -187,7 +193,7 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
         model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views,
         max_pixels=max_pixels, reduced=reduced)
     with RecordWriter(output, CSV_COLUMNS, resume=not overwrite) as writer:
-        return score_into(scorer, folder, writer, workers=workers, progress=progress, on_error=on_error)
+        return score_into(scorer, folder, writer, workers=workers, progress=progress, on_error=on_error, kind=kind)
 
 
 __all__ = ["CSV_COLUMNS", "Summary", "default_workers", "score_files", "score_folder", "score_into", "to_record"]

@@ -11,14 +11,18 @@ import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..images.codecs import set_decoder_threads
-from ..images.scorer import PreparedImage, prepare_input
+from ..images.scorer import IMAGE_SUFFIXES, PreparedImage, prepare_input
 
+# What a folder run reads: "dicom" (score-dicoms: every file as DICOM, found by content; pictures are
+# skipped) or "images" (score-images: PNG / JPEG files by name, anything else skipped).
+KINDS = ("dicom", "images")
 # (name recorded for the file, path, the model's preprocess spec, allowed views or None for all,
-#  pixel cap or None, reduced-resolution decoding allowed)
-Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None", "int | None", bool]
+#  pixel cap or None, reduced-resolution decoding allowed, kind)
+Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None", "int | None", bool, str]
 
 
 def _init_worker(decoder_threads: int) -> None:
@@ -33,10 +37,22 @@ def decoder_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
+def prepare_file(path: str, spec: Mapping[str, Any], views: "frozenset[str] | None", name: str, kind: str = "dicom",
+                 max_pixels: int | None = None, reduced: bool = True) -> PreparedImage:
+    """Read + decode + preprocess one file of a folder run of `kind` (see KINDS)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "images" and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        return PreparedImage(name, status="skipped", reason="not a PNG / JPEG image (score-dicoms reads DICOM files)",
+                             error_type="SkippedInput")
+    return prepare_input(path, spec, views, name=name, images=kind == "images", max_pixels=max_pixels,
+                         reduced=reduced)
+
+
 def prepare_job(job: Job) -> PreparedImage:
-    """Worker entry point: read + decode + preprocess one file (DICOM only: pictures are skipped)."""
-    name, path, spec, views, max_pixels, reduced = job
-    return prepare_input(path, spec, views, name=name, images=False, max_pixels=max_pixels, reduced=reduced)
+    """Worker entry point: `prepare_file` on one job."""
+    name, path, spec, views, max_pixels, reduced, kind = job
+    return prepare_file(path, spec, views, name, kind, max_pixels, reduced)
 
 
 def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterator[PreparedImage]:

@@ -20,7 +20,6 @@ the held-out fold, so the calibration error and false positives it reports are o
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ from sklearn.metrics import roc_curve
 from radedge.images.calibration import apply_one, calibrate, logit
 from radedge.labels import FINDING_INDEX, FINDINGS, NO_FINDING
 
+from ..splits import salted_percent
 from .data import Sample, stack_labels
 from .metrics import MIN_CLASS, ece
 
@@ -63,10 +63,12 @@ def fit_method(method: str, p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     raise ValueError(f"unknown calibration method {method!r}")
 
 
+FOLD_SALT = "radedge-image-calibration-fold-v1:"
+
+
 def folds_of(samples: Sequence[Sample], folds: int = FOLDS) -> np.ndarray:
-    """Fold index per sample, by patient (sha256 of source and patient id), deterministic."""
-    return np.array([int(hashlib.sha256(f"fold:{s.source}:{s.patient}".encode()).hexdigest(), 16) % folds
-                     for s in samples])
+    """Fold index per sample, by patient (export.splits.salted_percent, own salt), deterministic."""
+    return np.array([salted_percent(f"{s.source}:{s.patient}", FOLD_SALT) % folds for s in samples])
 
 
 def labelled(targets: np.ndarray, mask: np.ndarray, i: int) -> np.ndarray:

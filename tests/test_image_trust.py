@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from dicom_factory import ramp, write_image
+from tests.dicom_factory import ramp, write_image
 
 from radedge import ImageScorer
 from radedge.cli import main

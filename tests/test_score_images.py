@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import need_data
+from tests.paths import need_data
 
 from radedge.cli import main
 from radedge.labels import FINDINGS

@@ -41,7 +41,7 @@ _CSV_TO_CLASS = {None: BLANK, 1.0: POSITIVE, 0.0: NEGATIVE, -1.0: UNCERTAIN}
 NO_FINDING = FINDING_INDEX["No Finding"]
 SUPPORT_DEVICES = FINDING_INDEX["Support Devices"]
 # The findings whose positive or uncertain class rules out No Finding (all but it and Support Devices).
-_ABNORMAL = [i for i in range(N_FINDINGS) if i not in (NO_FINDING, SUPPORT_DEVICES)]
+ABNORMAL = [i for i in range(N_FINDINGS) if i not in (NO_FINDING, SUPPORT_DEVICES)]
 
 
 def class_to_csv(cls: int) -> str:
@@ -72,9 +72,14 @@ def csv_to_class(cell: str | float | None) -> int:
 def apply_no_finding(classes: np.ndarray) -> np.ndarray:
     """Set No Finding the CheXpert way: positive when no finding other than Support Devices
     is positive or uncertain, else blank. Works on `[14]` or `[n, 14]` class arrays (in place)."""
-    abnormal = np.isin(classes[..., _ABNORMAL], (POSITIVE, UNCERTAIN)).any(axis=-1)
-    classes[..., NO_FINDING] = np.where(abnormal, BLANK, POSITIVE)
+    classes[..., NO_FINDING] = np.where(has_abnormal(classes), BLANK, POSITIVE)
     return classes
+
+
+def has_abnormal(classes: np.ndarray) -> np.ndarray:
+    """Whether a finding other than No Finding and Support Devices is positive or uncertain
+    (`[14]` -> bool, `[n, 14]` -> bool `[n]`): what rules No Finding out."""
+    return np.isin(classes[..., ABNORMAL], (POSITIVE, UNCERTAIN)).any(axis=-1)
 
 
 # Generalized Label Smoothing rate from report class probabilities (DESIGN.md, "Rep-GLS").

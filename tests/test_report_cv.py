@@ -1,0 +1,47 @@
+"""export.reports.cv: folds keep identical texts together; fold scores and their summary."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from export.reports import cv
+from radedge.eval import Gold
+from radedge.labels import FINDING_INDEX, N_FINDINGS, POSITIVE
+
+
+def test_identical_texts_share_a_fold():
+    base = ["FINDINGS: No pneumothorax.\n\nIMPRESSION: Normal chest.", "FINDINGS: Small effusion.",
+            "Heart is enlarged.", "Lungs clear."] * 5
+    variants = ["findings:  no pneumothorax.\n\nIMPRESSION: normal   chest.",  # case and spacing only
+                "COMPARISON: 2010.\n\nFINDINGS: Small effusion."]  # a section the labelers do not read
+    texts = base + variants + [f"report number {i}" for i in range(200)]
+    folds = cv.fold_of(texts, 5)
+    for t, f in zip(texts, folds):
+        same = [g for u, g in zip(texts, folds) if cv.text_key(u) == cv.text_key(t)]
+        assert set(same) == {f}
+    assert folds[len(base)] == folds[0] and folds[len(base) + 1] == folds[1]
+    assert set(folds.tolist()) == set(range(5))  # 200 distinct texts fill every fold
+    assert (cv.fold_of(texts[::-1], 5)[::-1] == folds).all()  # a report's fold ignores the others
+
+
+def test_k_below_two_is_refused():
+    with pytest.raises(ValueError):
+        cv.fold_of(["a"], 1)
+
+
+def test_fold_scores_and_summary():
+    scored = ("No Finding", "Atelectasis", "Cardiomegaly", "Pleural Effusion", "Pneumonia", "Pneumothorax")
+    n = 8
+    gold = np.zeros((n, N_FINDINGS), dtype=np.int8)
+    gold[:, FINDING_INDEX["Pneumothorax"]] = [1, 0, 1, 0, 1, 0, 1, 0]
+    gold[:, FINDING_INDEX["No Finding"]] = [0, 1, 0, 1, 0, 1, 0, 1]
+    g = Gold([str(i) for i in range(n)], np.where(gold == 1, POSITIVE, 0).astype(np.int8), "openi", scored)
+    perfect = g.classes.copy()
+    folds = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    scores = cv.fold_scores(g, perfect, folds)
+    assert len(scores) == 2 and all(s.per_finding["Pneumothorax"] == 1.0 for s in scores)
+    s = cv.summary(scores)
+    assert s["pneumothorax_f1"] == [1.0, 0.0] and s["no_finding_f1"] == [1.0, 0.0]
+    wrong = perfect.copy()
+    wrong[:, FINDING_INDEX["Pneumothorax"]] = 0
+    assert cv.summary(cv.fold_scores(g, wrong, folds))["pneumothorax_f1"] == [0.0, 0.0]

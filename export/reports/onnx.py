@@ -8,8 +8,13 @@
    bounded (`--parity-tol`), else the export fails.
 3. int8: onnxruntime dynamic quantization, per-channel, MatMul weights (and the embedding Gather,
    which holds most of the bytes of a small encoder); see shared PERFORMANCE-NOTES.md.
-4. Gate: label agreement of the int8 model with the fp32 ONNX model, through the runtime's own
-   ReportLabeler, on the dev reports: below `--gate` (0.99) the export fails and nothing is written.
+4. Gates, through the runtime's own ReportLabeler on the dev reports; any failure writes nothing:
+   - label agreement of the int8 model with the fp32 ONNX model at least `--gate` (0.99);
+   - not degenerate: no single label vector for more than `MAX_SAME_LABELS` of the reports and at
+     least one finding besides No Finding positive somewhere (a student that calls everything
+     No Finding agrees with itself in int8 perfectly; this catches it);
+   - quality (`--cv`, the JSON `python -m export.reports.select` writes): the student's
+     cross-validated macro F1 and six-finding mean F1 at least its teacher's, on the same folds.
 5. The folder: model.onnx, tokenizer.json, manifest.json (sha256, tensors, precision, tokenizer,
    max_length / stride, metrics, provenance) and MODEL_CARD.md.
 """
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 from radedge.errors import TrainingError
-from radedge.labels import CLASSES
+from radedge.labels import CLASSES, POSITIVE
 from radedge.manifest import Manifest, TensorSpec, file_hashes
 from radedge.reports.labeler import ReportLabeler
 from radedge.reports.windows import ReportWindows
@@ -45,8 +50,38 @@ OUTPUTS = [TensorSpec("logits", "float32", ("batch", 14, 4))]
 MODEL_FILES = ["model.onnx", TOKENIZER_JSON]
 
 
+MAX_SAME_LABELS = 0.9
+
+
 class ExportError(TrainingError, RuntimeError):
-    """The export did not meet a check (parity or the int8 gate); nothing was written."""
+    """The export did not meet a check (parity, the int8 gate, degenerate labels, quality); nothing was written."""
+
+
+def degenerate(classes: np.ndarray) -> str | None:
+    """Why labels `[n, 14]` look degenerate (one label vector for nearly every report, or nothing but
+    No Finding ever positive), or None."""
+    if len(classes) == 0:
+        return None
+    _, counts = np.unique(classes, axis=0, return_counts=True)
+    if counts.max() > MAX_SAME_LABELS * len(classes):
+        return f"one label vector for {counts.max()} of {len(classes)} dev reports"
+    if not (classes[:, 1:] == POSITIVE).any():
+        return f"no finding but No Finding is positive in any of {len(classes)} dev reports"
+    return None
+
+
+def quality_gate(cv: dict[str, Any], student: str, teacher: str = "rules") -> dict[str, Any]:
+    """Check the cross-validated means (cv["table"][name][metric] = [mean, sd]) of the student against
+    its teacher's; raises ExportError when macro F1 or the six-finding mean is below. Returns the checked rows."""
+    table = cv["table"]
+    if student not in table or teacher not in table:
+        raise ExportError(f"no cross-validated scores for {student!r} and {teacher!r} (have {sorted(table)})")
+    s, t = table[student], table[teacher]
+    for metric in ("macro_f1", "six_mean"):
+        if s[metric][0] < t[metric][0]:
+            raise ExportError(f"cross-validated {metric} of {student} {s[metric][0]:.4f} is below its teacher's "
+                              f"({teacher}) {t[metric][0]:.4f}; nothing written")
+    return {"student": student, "teacher": teacher, "folds": cv.get("folds"), "student_cv": s, "teacher_cv": t}
 
 
 def export_onnx(model: ReportStudent, path: Path, opset: int = 17) -> Path:
@@ -73,14 +108,15 @@ def quantize_int8(src: Path, dst: Path, gather: bool = True) -> Path:
 
 def write_folder(folder: Path, onnx_path: Path, tokenizer: Path, *, name: str, precision: str, max_length: int,
                  stride: int, metrics: dict[str, Any] | None = None,
-                 provenance: dict[str, Any] | None = None) -> Manifest:
+                 provenance: dict[str, Any] | None = None, reading: dict[str, Any] | None = None) -> Manifest:
     """A loadable report-model folder (ONNX + tokenizer + manifest)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, folder / "model.onnx")
     shutil.copyfile(tokenizer, folder / TOKENIZER_JSON)
     manifest = Manifest(name=name, task="report-labels", files=file_hashes(folder, MODEL_FILES), inputs=INPUTS,
                         outputs=OUTPUTS, precision=precision, classes=list(CLASSES), tokenizer=TOKENIZER_JSON,
-                        max_length=max_length, stride=stride, metrics=metrics or {}, provenance=provenance or {})
+                        max_length=max_length, stride=stride, metrics=metrics or {}, provenance=provenance or {},
+                        extra={"reading": reading} if reading else {})
     manifest.write(folder)
     return manifest
 
@@ -100,19 +136,23 @@ def parity(model: ReportStudent, onnx_path: Path, windows: ReportWindows, texts:
     return worst
 
 
-def label_agreement(a: ReportLabeler, b: ReportLabeler, texts: Sequence[str]) -> float:
-    """Fraction of (report, finding) labels on which two labelers give the same class."""
+def label_agreement(a: ReportLabeler, b: ReportLabeler, texts: Sequence[str]) -> tuple[float, np.ndarray]:
+    """Fraction of (report, finding) labels on which two labelers give the same class, and b's classes."""
     ca = np.stack([r.classes for r in a(texts)])
     cb = np.stack([r.classes for r in b(texts)])
-    return float((ca == cb).mean())
+    return float((ca == cb).mean()), cb
 
 
 def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, name: str | None = None,
                    gate: float = 0.99, parity_tol: float = 1e-3, gather: bool = True,
                    metrics: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
-                   card: str | None = None, keep_fp32: Path | None = None) -> dict[str, Any]:
-    """Run steps 1-5; returns the export's own measurements. Raises ExportError on a failed check."""
+                   card: str | None = None, keep_fp32: Path | None = None,
+                   cv: dict[str, Any] | None = None, cv_name: str | None = None) -> dict[str, Any]:
+    """Run steps 1-5; returns the export's own measurements. Raises ExportError on a failed check.
+    `cv` (select's summary) and `cv_name` (this student's row in it) turn the quality gate on."""
+    checked = quality_gate(cv, cv_name or "") if cv is not None else None
     model, info = load_student(student_dir)
+    reading = info.get("reading")
     tokenizer = student_dir / TOKENIZER_JSON
     max_length, stride = int(info["max_length"]), int(info["stride"])
     from tokenizers import Tokenizer
@@ -130,20 +170,25 @@ def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, na
         int8 = quantize_int8(fp32, tmp_dir / "int8.onnx", gather=gather)
         fp32_dir = keep_fp32 or tmp_dir / "fp32-model"
         write_folder(fp32_dir, fp32, tokenizer, name=name + "-fp32", precision="fp32", max_length=max_length,
-                     stride=stride)
+                     stride=stride, reading=reading)
         int8_dir = tmp_dir / "int8-model"
-        write_folder(int8_dir, int8, tokenizer, name=name, precision="int8", max_length=max_length, stride=stride)
-        agreement = label_agreement(ReportLabeler.load(fp32_dir, threads=1), ReportLabeler.load(int8_dir, threads=1),
-                                    dev_texts)
+        write_folder(int8_dir, int8, tokenizer, name=name, precision="int8", max_length=max_length, stride=stride,
+                     reading=reading)
+        agreement, int8_classes = label_agreement(ReportLabeler.load(fp32_dir, threads=1),
+                                                  ReportLabeler.load(int8_dir, threads=1), dev_texts)
         print(f"int8 gate: label agreement with fp32 ONNX on {len(dev_texts)} dev reports = {agreement:.4f} "
               f"(gate {gate})")
         if agreement < gate:
             raise ExportError(f"int8 label agreement {agreement:.4f} < gate {gate}; nothing written")
+        why = degenerate(int8_classes)
+        if why:
+            raise ExportError(f"degenerate student: {why}; nothing written")
         measured = {
             "parity_max_abs_logit_diff": diff,
             "int8_fp32_label_agreement": round(agreement, 5),
             "gate": {"int8_fp32_label_agreement_min": gate, "dev_reports": len(dev_texts)},
             "onnx_bytes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size},
+            **({"quality_gate": checked} if checked else {}),
         }
         prov = {
             "student": {k: v for k, v in info.items() if k != "history"},
@@ -159,7 +204,7 @@ def export_student(student_dir: Path, out: Path, dev_texts: Sequence[str], *, na
         if tmp_out.exists():
             shutil.rmtree(tmp_out)
         write_folder(tmp_out, int8, tokenizer, name=name, precision="int8", max_length=max_length, stride=stride,
-                     metrics={**measured, **(metrics or {})}, provenance=prov)
+                     metrics={**measured, **(metrics or {})}, provenance=prov, reading=reading)
         if card:
             (tmp_out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
             manifest = Manifest.read(tmp_out)
@@ -198,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--metrics", type=Path, help="JSON of further metrics for the manifest")
     p.add_argument("--card", type=Path, help="MODEL_CARD.md to ship")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cv", type=Path, help="select's summary.json: refuse a student below its teacher there")
+    p.add_argument("--cv-name", help="the student's row in --cv")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts = read_texts(args.dev, holdout_only=not args.all_dev)
@@ -205,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     card = args.card.read_text(encoding="utf-8") if args.card else None
     try:
         export_student(args.student, args.out, texts, name=args.name, gate=args.gate, parity_tol=args.parity_tol,
-                       gather=not args.no_gather, metrics=metrics, card=card)
+                       gather=not args.no_gather, metrics=metrics, card=card,
+                       cv=json.loads(args.cv.read_text()) if args.cv else None, cv_name=args.cv_name)
     except ExportError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "runs" / "report-cv"
 DEBERTA_CONFIG = Path(__file__).resolve().parent / "configs" / "deberta-v2-student"
 MAX_LENGTH, STRIDE = 128, 32
+COVID_NOTES = OPENI.parent / "images" / "covid-cases" / "labels.csv"
 
 
 def minilm_dir() -> Path:
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", choices=sorted(CANDIDATES), help="candidates to run (default: the main ones)")
     p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
     p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
-    p.add_argument("--covid-notes", type=Path, default=OPENI.parents[0] / "images" / "covid-cases" / "labels.csv")
+    p.add_argument("--covid-notes", type=Path, default=COVID_NOTES)
     p.add_argument("--work", type=Path, default=WORK)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, help="override every candidate's epochs (quick runs)")

@@ -1,0 +1,107 @@
+"""export.reports.onnx gates: a degenerate student (everything No Finding) and a student below its
+teacher in cross-validation are refused and nothing is written; a sentence student's reading unit
+reaches the manifest and the runtime. Marker `export` (needs torch + transformers)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.export
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from export.reports import onnx as report_onnx  # noqa: E402
+from export.reports.distill import train_tokenizer  # noqa: E402
+from export.reports.student import ReportStudent, load_encoder, save_student  # noqa: E402
+from radedge.labels import BLANK, NO_FINDING, POSITIVE  # noqa: E402
+from radedge.manifest import Manifest  # noqa: E402
+from radedge.reports.labeler import SENTENCE, ReportLabeler  # noqa: E402
+
+TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 64, "vocab_size": 200}
+TEXTS = ["FINDINGS: Small left pleural effusion. No pneumothorax.", "FINDINGS: Heart size is normal.",
+         "FINDINGS: Possible right lower lobe pneumonia.", "FINDINGS: Lungs are clear."]
+
+
+def student_folder(tmp_path, bias: np.ndarray, reading=None):
+    """A tiny BERT student whose logits are the given bias [14, 4] (heads' weights zeroed)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps(TINY_BERT))
+    tok = train_tokenizer([t for t in TEXTS] * 4, 200, tmp_path / "tokenizer.json")
+    model = ReportStudent(load_encoder(config, random_init=True))
+    with torch.no_grad():
+        model.heads.weight.zero_()
+        model.heads.bias.copy_(torch.from_numpy(bias))
+    info = {"max_length": 32, "stride": 8, **({"reading": reading} if reading else {})}
+    save_student(model.eval(), tmp_path / "student", info, tok)
+    return tmp_path / "student"
+
+
+def all_no_finding() -> np.ndarray:
+    bias = np.zeros((14, 4), dtype=np.float32)
+    bias[:, BLANK] = 5.0
+    bias[NO_FINDING] = [0, 5, 0, 0]
+    return bias
+
+
+def test_degenerate_student_is_refused(tmp_path):
+    student = student_folder(tmp_path, all_no_finding())
+    out = tmp_path / "out"
+    with pytest.raises(report_onnx.ExportError, match="degenerate"):
+        report_onnx.export_student(student, out, TEXTS, gate=0.99)
+    assert not out.exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_degenerate_rule_on_labels():
+    labels = np.zeros((10, 14), dtype=np.int8)
+    labels[:, NO_FINDING] = POSITIVE
+    assert "one label vector" in report_onnx.degenerate(labels)
+    labels[:5, 10] = POSITIVE  # half effusion, half normal
+    assert report_onnx.degenerate(labels) is None
+    two = np.zeros((10, 14), dtype=np.int8)
+    two[:5, NO_FINDING] = POSITIVE
+    assert "no finding but No Finding" in report_onnx.degenerate(two)
+
+
+CV = {"folds": 5, "table": {"rules": {"macro_f1": [0.77, 0.03], "six_mean": [0.87, 0.07]},
+                            "good": {"macro_f1": [0.78, 0.03], "six_mean": [0.88, 0.05]},
+                            "low-six": {"macro_f1": [0.80, 0.03], "six_mean": [0.86, 0.05]}}}
+
+
+def test_quality_gate_compares_with_the_teacher():
+    assert report_onnx.quality_gate(CV, "good")["teacher_cv"] == CV["table"]["rules"]
+    with pytest.raises(report_onnx.ExportError, match="six_mean"):
+        report_onnx.quality_gate(CV, "low-six")
+    with pytest.raises(report_onnx.ExportError, match="no cross-validated"):
+        report_onnx.quality_gate(CV, "missing")
+
+
+def test_student_below_teacher_is_refused_before_anything_is_written(tmp_path):
+    bias = np.zeros((14, 4), dtype=np.float32)
+    student = student_folder(tmp_path, bias)
+    out = tmp_path / "out"
+    with pytest.raises(report_onnx.ExportError, match="below its teacher"):
+        report_onnx.export_student(student, out, TEXTS, cv=CV, cv_name="low-six")
+    assert not out.exists()
+
+
+def test_sentence_reading_reaches_manifest_and_runtime(tmp_path):
+    bias = np.zeros((14, 4), dtype=np.float32)
+    bias[:, BLANK] = 5.0
+    bias[NO_FINDING] = [0, 5, 0, 0]
+    bias[10] = [0, 5, 0, 0]  # every sentence: effusion positive -> not degenerate in kind, still one vector
+    student = student_folder(tmp_path, bias, {"unit": SENTENCE, "no_finding": "learned"})
+    out = tmp_path / "out"
+    with pytest.raises(report_onnx.ExportError, match="degenerate"):
+        report_onnx.export_student(student, out, TEXTS)
+    fp32 = tmp_path / "fp32"
+    with pytest.raises(report_onnx.ExportError):
+        report_onnx.export_student(student, out, TEXTS, keep_fp32=fp32)
+    assert Manifest.read(fp32).extra["reading"]["unit"] == SENTENCE
+    labeler = ReportLabeler.load(fp32)
+    assert labeler.unit == SENTENCE
+    (r,) = labeler(["FINDINGS: No pneumothorax. Heart normal."])
+    assert r.classes[10] == POSITIVE and r.classes[NO_FINDING] == BLANK  # effusion rules No Finding out

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from radedge.eval import score
 from radedge.labels import N_FINDINGS
 from radedge.reports.labeler import ReportLabeler
 from radedge.reports.windows import ReportWindows
@@ -156,6 +157,12 @@ def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.nda
     return pred
 
 
+def per_finding_f1(corpus: Corpus, pred: np.ndarray) -> dict[str, float]:
+    """F1 per scored finding of out-of-fold predictions over all dev reports at once."""
+    assert corpus.gold is not None
+    return {f: round(s.f1, 3) for f, s in score(corpus.gold, pred).scores["positive"].items()}
+
+
 def extra_texts(covid: Path | None) -> list[str]:
     """Clinical notes of the covid-cases set (teacher-labelled sentences, no gold)."""
     if covid is None or not covid.is_file():
@@ -190,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = {"rules": cv.summary(cv.fold_scores(corpus.gold, rules, folds)),
              "rules (sentence by sentence)": cv.summary(cv.fold_scores(corpus.gold, teacher_report_classes(corpus),
                                                                        folds))}
+    per_finding = {"rules": per_finding_f1(corpus, rules)}
     print(cv.HEADER)
     for name, row in table.items():
         print(cv.format_row(name, row), flush=True)
+    print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding["rules"].items()))
     cache: dict[str, Any] = {}
     for name in args.only or DEFAULT:
         c = CANDIDATES[name]
@@ -201,8 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         pred = run_candidate(c, corpus, folds, extra, args.work / f"k{args.folds}", cache)
         table[name] = cv.summary(cv.fold_scores(corpus.gold, pred, folds))
         print(cv.format_row(name, table[name]), flush=True)
+        per_finding[name] = per_finding_f1(corpus, pred)
+        print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding[name].items()))
     write_json(args.work / f"k{args.folds}" / "summary.json",
-               {"folds": args.folds, "reports": len(ids), "table": table,
+               {"folds": args.folds, "reports": len(ids), "table": table, "per_finding_f1_all_dev": per_finding,
                 "candidates": {n: {"describe": CANDIDATES[n].describe,
                                    "recipe": {k: v for k, v in asdict(CANDIDATES[n].recipe).items() if k != "history"}}
                                for n in (args.only or DEFAULT)}})

@@ -99,7 +99,7 @@ def build_corpus(ids: Sequence[str], texts: Sequence[str], gold_path: Path | Non
 # ---- features -----------------------------------------------------------------------------------
 class Features:
     """Model inputs of every distinct sentence: token ids (frozen = 0) or the cached output of the
-    frozen lower layers (float16 to halve the memory), padded per batch."""
+    frozen lower layers (float32: the exported model must be the function that was trained), padded per batch."""
 
     def __init__(self, rows: list[np.ndarray], is_states: bool, pad_id: int = 0) -> None:
         self.rows, self.is_states, self.pad_id = rows, is_states, pad_id
@@ -113,7 +113,7 @@ class Features:
             x = torch.full((len(idx), longest), self.pad_id, dtype=torch.int64)
         for r, i in enumerate(idx):
             n = len(self.rows[i])
-            x[r, :n] = torch.from_numpy(self.rows[i].astype(np.float32) if self.is_states else self.rows[i])
+            x[r, :n] = torch.from_numpy(self.rows[i])
             mask[r, :n] = 1
         return x, mask
 
@@ -147,7 +147,7 @@ def frozen_states(encoder: nn.Module, frozen: int, ids: list[np.ndarray], pad_id
             for layer in encoder.encoder.layer[:frozen]:
                 h = _layer_out(layer(h, attention_mask=ext))
             for r, i in enumerate(idx):
-                out[i] = h[r, :len(ids[i])].numpy().astype(np.float16)
+                out[i] = h[r, :len(ids[i])].numpy().copy()
     return out  # type: ignore[return-value]
 
 

@@ -78,13 +78,18 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model_path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
-                 provider: str | None = None) -> None:
+                 provider: str | None = None, spin: bool | None = None) -> None:
+        """`spin`: whether idle intra-op threads busy-wait for work (onnxruntime's default: yes). On a
+        machine whose cores are busy with other processes, spinning threads burn the CPU time the
+        working thread needs (`python -m benchmarks.report_threads` measures it); None keeps the default."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        if spin is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.providers = providers_for(device, provider)
         try:
             self.session = ort.InferenceSession(str(Path(model_path)), sess_options=opts, providers=self.providers,

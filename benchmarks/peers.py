@@ -1,6 +1,7 @@
 """The peers the shipped models are compared with: a CheXbert-sized labeler and the same ViT in PyTorch.
 
     python -m benchmarks.peers reports [--reports 1000] [--threads 2] [--repeats 3] [--student-only]
+    python -m benchmarks.peers threads [--reports 1000] [--model default]   # 1 vs 2 threads, spinning on / off
     python -m benchmarks.peers images [--model default|PATH] [--batch 16] [--threads 2] [--json OUT.json]
 
 reports: end-to-end report labelling speed, CSV in -> CSV out, on the same Open-i dev reports in the same
@@ -432,6 +433,38 @@ def reports_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def student_threads(model: str, texts: Sequence[str], threads: int, spin: bool, repeats: int) -> dict[str, Any]:
+    """Best-of-`repeats` reports/s of the report student through `ReportLabeler` with `threads`
+    intra-op threads, onnxruntime's idle-thread spinning on or off (model loaded, one warm-up call)."""
+    from radedge.backends.onnxruntime import OnnxRuntimeBackend
+    from radedge.reports.labeler import ReportLabeler
+
+    labeler = ReportLabeler.load(model, threads=threads)
+    assert labeler.path is not None
+    labeler.backend = OnnxRuntimeBackend(labeler.path / "model.onnx", threads=threads, spin=spin)
+    labeler(list(texts[:32]))
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        labeler(list(texts))
+        runs.append(len(texts) / (time.perf_counter() - start))
+    return {"threads": threads, "spin": spin, "reports_per_s": round(max(runs), 1),
+            "runs": [round(r, 1) for r in runs], "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def threads_main(args: argparse.Namespace) -> int:
+    """Why `--threads 1` can beat `--threads 2` on a busy machine: a spinning idle thread busy-waits
+    between operators and takes the CPU time the working thread needs. Same reports, one run."""
+    texts = [r["text"] for r in openi_reports(args.reports)]
+    print(f"{len(texts)} Open-i reports, model {args.model}, {os.cpu_count()} CPUs, ReportLabeler in process")
+    for threads in (1, 2):
+        for spin in (True, False):
+            r = student_threads(args.model, texts, threads, spin, args.repeats)
+            print(f"  threads {threads}, spinning {'on ' if spin else 'off'}: {r['reports_per_s']:7.1f} reports/s "
+                  f"(runs {r['runs']}, load {r['load_1min']})", flush=True)
+    return 0
+
+
 def images_main(args: argparse.Namespace) -> int:
     result = image_speed(args.model, args.batch, args.threads, args.seconds, not args.no_torch)
     print(format_table(result["cases"], IMAGE_COLUMNS))
@@ -454,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--student-only", action="store_true", help="time only the student (no CheXbert-sized run)")
     p.set_defaults(run=reports_main)
+    p = sub.add_parser("threads", help="report student reports/s: 1 vs 2 threads, onnxruntime spinning on vs off")
+    p.add_argument("--reports", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", default="default")
+    p.set_defaults(run=threads_main)
     p = sub.add_parser("images", help="images/s at one batch: shipped ONNX, fp32 ONNX, the same ViT in PyTorch")
     p.add_argument("--model", default="default")
     p.add_argument("--batch", type=int, default=16)

@@ -81,7 +81,7 @@ class OnnxRuntimeBackend:
                  provider: str | None = None, spin: bool | None = None) -> None:
         """`spin`: whether idle intra-op threads busy-wait for work (onnxruntime's default: yes). On a
         machine whose cores are busy with other processes, spinning threads burn the CPU time the
-        working thread needs (`python -m benchmarks.report_threads` measures it); None keeps the default."""
+        working thread needs (`python -m benchmarks.peers threads` measures it); None keeps the default."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()

@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m export.reports.default", description=__doc__.split("\n\n")[0])
-    p.add_argument("--candidate", default="minilm-l3", choices=sorted(select.CANDIDATES))
+    p.add_argument("--candidate", default="minilm-l3-adapter", choices=sorted(select.CANDIDATES))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
     p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids, texts = read_openi(args.reports)
     corpus = build_corpus(ids, texts, args.gold, extra_texts=select.extra_texts(select.COVID_NOTES))
     extra = np.arange(len(corpus.sentences) - corpus.extra_sentences, len(corpus.sentences))
-    built = select.build(c, corpus, list(range(len(corpus.sentences))), args.work, {})
+    built = select.build(c, corpus, list(range(len(corpus.sentences))), args.work, {}, args.cv_work / "cache")
     history = train(built.model, built.feats, corpus, range(len(ids)), c.recipe, extra)
     student = full_student(built)
     windows = select.windows_for(built.tokenizer_file)
@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if diff > 1e-3:
         raise SystemExit(f"the assembled student differs from the trained one by {diff:.2e}")
     info = {"base": c.base, "candidate": c.name, "describe": c.describe, "layers": c.layers, "frozen": c.frozen,
+            "adapter": c.adapter,
             "max_length": select.MAX_LENGTH, "stride": select.STRIDE, "reading": READING,
             "recipe": {k: v for k, v in vars(c.recipe).items() if k != "history"}, "history": history,
             "command": "python -m export.reports.default " + " ".join(argv)}

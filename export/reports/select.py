@@ -12,6 +12,7 @@ result is kept in runs/report-cv/<candidate>/fold<k>.npy, so a stopped run resum
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import logging
@@ -33,7 +34,7 @@ from .gold import OPENI, read_openi
 from .sentence_student import (
     Corpus, Features, Recipe, Tail, build_corpus, frozen_states, predict_reports, teacher_report_classes, token_rows,
     train, write_json)
-from .student import FindingHeads, ReportStudent, load_encoder
+from .student import ReportStudent, load_encoder, make_heads
 
 log = logging.getLogger("export.reports.select")
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,20 +62,24 @@ class Candidate:
     layers: int
     frozen: int
     recipe: Recipe = field(default_factory=Recipe)
+    adapter: dict[str, int] | None = None  # a small trainable layer on the frozen encoder (student.Adapter)
 
 
 CANDIDATES = {
+    "minilm-l3-adapter": Candidate("minilm-l3-adapter", "all-MiniLM-L6-v2, first 3 layers, frozen (pretrained); "
+                                   "one trainable adapter layer (width 128, 4 heads) + finding heads; teacher + gold",
+                                   "minilm", 3, 3, Recipe(lr=1e-3, epochs=8), {"width": 128, "heads": 4}),
     "minilm-l3": Candidate("minilm-l3", "all-MiniLM-L6-v2, first 3 layers; embeddings + layers 1-2 frozen, "
                            "layer 3 + finding heads trained; teacher + gold", "minilm", 3, 2),
     "minilm-l3-teacher-only": Candidate("minilm-l3-teacher-only", "as minilm-l3, teacher labels only (no gold)",
                                         "minilm", 3, 2, Recipe(gold_weight=0.0)),
-    "minilm-l3-heads": Candidate("minilm-l3-heads", "all-MiniLM-L6-v2, first 3 layers all frozen; finding heads "
-                                 "trained; teacher + gold", "minilm", 3, 3, Recipe(lr=1e-3)),
+    "minilm-l3-heads": Candidate("minilm-l3-heads", "all-MiniLM-L6-v2, first 3 layers all frozen; finding heads only "
+                                 "trained; teacher + gold", "minilm", 3, 3, Recipe(lr=1e-3, epochs=8)),
     "deberta-v2-l3": Candidate("deberta-v2-l3", "DeBERTa-v2 (export/reports/configs), 3 layers, hidden 384, random "
                                "init, WordPiece tokenizer of 4,000 trained on the fold's sentences; all trained",
                                "deberta", 3, 0, Recipe(lr=5e-4, epochs=4)),
 }
-DEFAULT = ("minilm-l3", "minilm-l3-teacher-only", "minilm-l3-heads")
+DEFAULT = ("minilm-l3-adapter", "minilm-l3-heads")
 
 
 class Built:
@@ -91,7 +96,7 @@ def windows_for(tokenizer_file: Path) -> ReportWindows:
 
 
 def build(c: Candidate, corpus: Corpus, train_sentences: Sequence[int], work: Path,
-          cache: dict[str, Any]) -> Built:
+          cache: dict[str, Any], cache_dir: Path) -> Built:
     """Fresh model for a fold. MiniLM: the frozen states are computed once per run (`cache`)."""
     torch.manual_seed(c.recipe.seed)
     if c.base == "minilm":
@@ -102,13 +107,15 @@ def build(c: Candidate, corpus: Corpus, train_sentences: Sequence[int], work: Pa
         if key not in cache:
             windows = windows_for(tok)
             ids = token_rows(windows, corpus.sentences)
-            cache[key] = (frozen_states(encoder, c.frozen, ids, windows.pad_id) if c.frozen else ids, windows.pad_id)
+            rows = cached_states(encoder, c.frozen, ids, windows.pad_id, cache_dir) if c.frozen \
+                else ids
+            cache[key] = (rows, windows.pad_id)
         rows, pad_id = cache[key]
         if c.frozen:
             for p in encoder.parameters():
                 p.requires_grad_(False)
             model: torch.nn.Module = Tail(torch.nn.ModuleList(encoder.encoder.layer[c.frozen:]),
-                                          FindingHeads(encoder.config.hidden_size))
+                                          make_heads(encoder.config.hidden_size, c.adapter))
             for p in model.parameters():
                 p.requires_grad_(True)
             return Built(model, Features(rows, True), tok, encoder)
@@ -124,6 +131,25 @@ def build(c: Candidate, corpus: Corpus, train_sentences: Sequence[int], work: Pa
     return Built(StudentOnIds(ReportStudent(encoder)), Features(ids, False, windows.pad_id), tok, encoder)
 
 
+def cached_states(encoder: torch.nn.Module, frozen: int, ids: list[np.ndarray], pad_id: int,
+                  folder: Path) -> list[np.ndarray]:
+    """`frozen_states`, kept on disk under a hash of the token ids and the frozen weights, so the
+    selection run and the final training compute them once."""
+    h = hashlib.sha256(f"{frozen}".encode())
+    for row in ids:
+        h.update(row.tobytes() + b"|")
+    for p in encoder.embeddings.parameters():
+        h.update(p.detach().numpy().tobytes()[:4096])
+    path = folder / f"states-{h.hexdigest()[:16]}.npz"
+    if path.exists():
+        data = np.load(path)
+        return np.split(data["states"], data["ends"][:-1])
+    rows = frozen_states(encoder, frozen, ids, pad_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(path, states=np.concatenate(rows), ends=np.cumsum([len(r) for r in rows]))
+    return rows
+
+
 class StudentOnIds(torch.nn.Module):
     """ReportStudent with the (inputs, mask) call of the training loop."""
 
@@ -136,7 +162,7 @@ class StudentOnIds(torch.nn.Module):
 
 
 def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.ndarray, work: Path,
-                  cache: dict[str, Any]) -> np.ndarray:
+                  cache: dict[str, Any], cache_dir: Path) -> np.ndarray:
     """Out-of-fold classes `[n, 14]` of one candidate (each fold's file reused when present)."""
     pred = np.zeros((len(corpus.ids), N_FINDINGS), dtype=np.int8)
     for f in range(int(folds.max()) + 1):
@@ -147,7 +173,7 @@ def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.nda
             continue
         train_reports = np.flatnonzero(folds != f)
         train_sents = np.unique(np.concatenate([corpus.members[r] for r in train_reports]))
-        built = build(c, corpus, train_sents.tolist(), work / c.name / f"fold{f}", cache)
+        built = build(c, corpus, train_sents.tolist(), work / c.name / f"fold{f}", cache, cache_dir)
         history = train(built.model, built.feats, corpus, train_reports, c.recipe, extra)
         pred[test] = predict_reports(built.model, built.feats, corpus, test.tolist())
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         c = CANDIDATES[name]
         if args.epochs:
             c.recipe.epochs = args.epochs
-        pred = run_candidate(c, corpus, folds, extra, args.work / f"k{args.folds}", cache)
+        pred = run_candidate(c, corpus, folds, extra, args.work / f"k{args.folds}", cache, args.work / "cache")
         table[name] = cv.summary(cv.fold_scores(corpus.gold, pred, folds))
         print(cv.format_row(name, table[name]), flush=True)
         per_finding[name] = per_finding_f1(corpus, pred)

@@ -41,6 +41,57 @@ class FindingHeads(nn.Module):
         return torch.einsum("bfh,fhc->bfc", self.dropout(pooled), self.weight) + self.bias
 
 
+class Adapter(nn.Module):
+    """One small transformer layer (self-attention + feed-forward, post-norm) on a projection of the
+    encoder's states to `width`.
+
+    Why: fine-tuning a whole pretrained layer costs what the layer costs; on a shared 2-core CPU that
+    made cross-validation impossible. With the pretrained encoder frozen, its outputs are computed
+    once, and this layer (about 1/9 of a MiniLM layer at width 128) still lets every token see its
+    sentence again, which is what reading a negation or hedge needs ("no ... effusion").
+    """
+
+    def __init__(self, hidden: int, width: int = 128, heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"adapter width {width} must be a multiple of its {heads} heads")
+        self.heads, self.width = heads, width
+        self.proj = nn.Linear(hidden, width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.norm1 = nn.LayerNorm(width)
+        self.ff = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.norm2 = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        x = self.proj(states)
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.width // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) * (self.width // self.heads) ** -0.5
+        scores = scores.masked_fill(attention_mask[:, None, None, :] == 0, -1e4)
+        mixed = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, self.width)
+        x = self.norm1(x + self.dropout(self.out(mixed)))
+        return self.norm2(x + self.dropout(self.ff(x)))
+
+
+class AdaptedHeads(nn.Module):
+    """Adapter, then the finding heads: what trains on top of a frozen encoder."""
+
+    def __init__(self, hidden: int, width: int = 128, heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.adapter = Adapter(hidden, width, heads, dropout)
+        self.findings = FindingHeads(width, dropout)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.findings(self.adapter(states, attention_mask), attention_mask)
+
+
+def make_heads(hidden: int, adapter: dict[str, int] | None = None, dropout: float = 0.1) -> nn.Module:
+    """FindingHeads, or AdaptedHeads when `adapter` ({"width": .., "heads": ..}) is given (student.json)."""
+    return AdaptedHeads(hidden, adapter["width"], adapter["heads"], dropout) if adapter else FindingHeads(hidden, dropout)
+
+
 class ReportStudent(nn.Module):
     """encoder -> per-finding attention pooling (FindingHeads) -> logits [batch, 14, 4]."""
 
@@ -94,5 +145,6 @@ def load_student(folder: str | Path) -> tuple[ReportStudent, dict[str, Any]]:
     folder = Path(folder)
     info = json.loads((folder / STUDENT_JSON).read_text(encoding="utf-8"))
     model = ReportStudent(AutoModel.from_pretrained(str(folder / "encoder")))
+    model.heads = make_heads(model.encoder.config.hidden_size, info.get("adapter"))
     model.heads.load_state_dict(torch.load(folder / "heads.pt", weights_only=True))
     return model.eval(), info

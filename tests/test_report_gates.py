@@ -103,5 +103,9 @@ def test_sentence_reading_reaches_manifest_and_runtime(tmp_path):
     assert Manifest.read(fp32).extra["reading"]["unit"] == SENTENCE
     labeler = ReportLabeler.load(fp32)
     assert labeler.unit == SENTENCE
-    (r,) = labeler(["FINDINGS: No pneumothorax. Heart normal."])
+    text = "INDICATION: Dyspnée\r\n\r\nFINDINGS: No pneumothorax.\r\nHeart normal – stable."
+    (r,) = labeler([text])
     assert r.classes[10] == POSITIVE and r.classes[NO_FINDING] == BLANK  # effusion rules No Finding out
+    (start, end), = r.evidence["Pleural Effusion"]  # the deciding sentence, in report offsets
+    assert text[start:end] in ("No pneumothorax.", "Heart normal – stable.")
+    assert set(r.evidence) == {"Pleural Effusion"}

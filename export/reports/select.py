@@ -68,7 +68,7 @@ class Candidate:
 CANDIDATES = {
     "minilm-l3-adapter": Candidate("minilm-l3-adapter", "all-MiniLM-L6-v2, first 3 layers, frozen (pretrained); "
                                    "one trainable adapter layer (width 128, 4 heads) + finding heads; teacher + gold",
-                                   "minilm", 3, 3, Recipe(lr=1e-3, epochs=8), {"width": 128, "heads": 4}),
+                                   "minilm", 3, 3, Recipe(lr=1e-3, epochs=4), {"width": 128, "heads": 4}),
     "minilm-l3": Candidate("minilm-l3", "all-MiniLM-L6-v2, first 3 layers; embeddings + layers 1-2 frozen, "
                            "layer 3 + finding heads trained; teacher + gold", "minilm", 3, 2),
     "minilm-l3-teacher-only": Candidate("minilm-l3-teacher-only", "as minilm-l3, teacher labels only (no gold)",

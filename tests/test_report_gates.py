@@ -109,3 +109,32 @@ def test_sentence_reading_reaches_manifest_and_runtime(tmp_path):
     (start, end), = r.evidence["Pleural Effusion"]  # the deciding sentence, in report offsets
     assert text[start:end] in ("No pneumothorax.", "Heart normal – stable.")
     assert set(r.evidence) == {"Pleural Effusion"}
+
+
+def test_rule_student_combination(tmp_path):
+    """reading.rules_findings: the 13 findings are the rules' (class and evidence), No Finding the model's."""
+    from radedge.labels import FINDINGS
+    from radedge.reports.labeler import with_rule_classes
+
+    bias = np.zeros((14, 4), dtype=np.float32)
+    bias[:, BLANK] = 5.0
+    bias[NO_FINDING] = [0, 5, 0, 0]  # the model finds every sentence normal
+    bias[13] = [0, 5, 0, 0]  # and (wrongly) support devices everywhere: the rules overrule it
+    reading = {"unit": SENTENCE, "no_finding": "learned", "rules_findings": list(FINDINGS[1:])}
+    student = student_folder(tmp_path, bias, reading)
+    out = tmp_path / "out"
+    report_onnx.export_student(student, out, TEXTS)  # labels now vary with the text: not degenerate
+    labeler = ReportLabeler.load(out)
+    normal, effusion = labeler(["FINDINGS: No pneumothorax.\r\nHeart normal.", "FINDINGS: Small left effusion."])
+    ptx = FINDINGS.index("Pneumothorax")
+    assert normal.classes[13] == BLANK and normal.classes[ptx] == 2 and normal.classes[NO_FINDING] == POSITIVE
+    text = "FINDINGS: No pneumothorax.\r\nHeart normal."
+    assert any("pneumothorax" in text[s:e] for s, e in normal.evidence["Pneumothorax"])
+    assert effusion.classes[10] == POSITIVE and effusion.classes[NO_FINDING] == BLANK  # rules' effusion blocks NF
+    assert "No Finding" not in effusion.evidence
+    model = np.zeros((2, 14), dtype=np.int8)
+    model[:, NO_FINDING] = POSITIVE
+    rules = np.zeros((2, 14), dtype=np.int8)
+    rules[1, 10] = 3  # uncertain effusion
+    both = with_rule_classes(model, rules, range(1, 14))
+    assert both[0, NO_FINDING] == POSITIVE and both[1, NO_FINDING] == BLANK and both[1, 10] == 3

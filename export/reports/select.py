@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from radedge.eval import score
-from radedge.labels import N_FINDINGS
-from radedge.reports.labeler import ReportLabeler
+from radedge.labels import FINDING_INDEX, FINDINGS, N_FINDINGS
+from radedge.reports.labeler import ReportLabeler, with_rule_classes
 from radedge.reports.windows import ReportWindows
 
 from . import cv
@@ -183,6 +183,15 @@ def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.nda
     return pred
 
 
+# The documented rule/student combination: the rules' four-way labels for the 13 findings (their
+# negation and hedge handling), the student's learned No Finding (abnormalities outside the 13, gold).
+RULES_FINDINGS = tuple(f for f in FINDINGS if f != "No Finding")
+
+
+def combination_name(student: str) -> str:
+    return f"rules + {student} NF"
+
+
 def per_finding_f1(corpus: Corpus, pred: np.ndarray) -> dict[str, float]:
     """F1 per scored finding of out-of-fold predictions over all dev reports at once."""
     assert corpus.gold is not None
@@ -238,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(cv.format_row(name, table[name]), flush=True)
         per_finding[name] = per_finding_f1(corpus, pred)
         print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding[name].items()))
+        both = combination_name(name)
+        combined = with_rule_classes(pred, rules, [FINDING_INDEX[f] for f in RULES_FINDINGS])
+        table[both] = cv.summary(cv.fold_scores(corpus.gold, combined, folds))
+        per_finding[both] = per_finding_f1(corpus, combined)
+        print(cv.format_row(both, table[both]), flush=True)
     write_json(args.work / f"k{args.folds}" / "summary.json",
                {"folds": args.folds, "reports": len(ids), "table": table, "per_finding_f1_all_dev": per_finding,
                 "candidates": {n: {"describe": CANDIDATES[n].describe,

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import InputError, ManifestError, ReportDecodeError
 from ..io.readers import Report
-from ..labels import CSV_VALUES, FINDINGS, N_CLASSES, N_FINDINGS, apply_no_finding, gls_rates
+from ..labels import (BLANK, CSV_VALUES, FINDING_INDEX, FINDINGS, N_CLASSES, N_FINDINGS, NO_FINDING, POSITIVE,
+                      apply_no_finding, gls_rates, has_abnormal)
 from .sections import ReadText, read_text
 from .sentences import label_by_sentence
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
@@ -95,6 +96,18 @@ def report_evidence(read: ReadText, spans: dict[int, list[tuple[int, int]]]) -> 
             for i, found in sorted(spans.items())}
 
 
+def with_rule_classes(classes: np.ndarray, rule_classes: np.ndarray, findings: Sequence[int]) -> np.ndarray:
+    """A rule/student combination's classes (`[14]` or `[n, 14]`): the rules' class on `findings`,
+    the model's elsewhere, and the model's No Finding (already blanked by the model's own findings)
+    blanked again where a finding is then positive or uncertain: No Finding needs both to find nothing.
+    The runtime and the cross-validation (export.reports.select) combine with this one function."""
+    out = np.array(classes, dtype=np.int8, copy=True)
+    idx = list(findings)
+    out[..., idx] = np.asarray(rule_classes)[..., idx]
+    out[..., NO_FINDING] = np.where(has_abnormal(out), BLANK, out[..., NO_FINDING])
+    return out
+
+
 def blank_result(report_id: Any, length: int, error: str | None = None) -> ReportResult:
     """All 14 findings not mentioned (an empty report, or one that failed with `error`)."""
     probs = not_mentioned()
@@ -114,7 +127,8 @@ class ReportLabeler:
 
     def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
                  windows: ReportWindows | None = None, backend: "Backend | None" = None,
-                 rules: "RuleLabeler | None" = None, unit: str = "report") -> None:
+                 rules: "RuleLabeler | None" = None, unit: str = "report",
+                 rules_findings: Sequence[str] = ()) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if (rules is None) == (backend is None or windows is None):
@@ -124,6 +138,20 @@ class ReportLabeler:
         if unit not in UNITS:
             raise ManifestError(f"{path}: reading unit must be one of {UNITS}, got {unit!r}")
         self.unit = unit
+        # A rule/student combination (manifest "reading": {"rules_findings": [...]}): these findings
+        # take the rule labeler's class and evidence; the model gives the others (its learned No
+        # Finding among them, blanked when a finding is positive or uncertain).
+        unknown = sorted(set(rules_findings) - set(FINDINGS) | set(rules_findings) & {FINDINGS[NO_FINDING]})
+        if unknown:
+            raise ManifestError(f"{path}: rules_findings must be findings other than No Finding, not {unknown}")
+        if rules_findings and backend is None:
+            raise ValueError("rules_findings combine a model with the rules: give windows and a backend")
+        self.rules_findings = [FINDING_INDEX[f] for f in rules_findings]
+        self._companion: "RuleLabeler | None" = None
+        if self.rules_findings:
+            from .rules import RuleLabeler
+
+            self._companion = RuleLabeler.load()
         if backend is not None:
             self._input_names = {spec.name for spec in backend.inputs}
             if not {"input_ids", "attention_mask"} <= self._input_names:
@@ -148,8 +176,9 @@ class ReportLabeler:
 
         loaded = open_model(model, task=TASK, backend=backend, device=device, threads=threads)
         windows = ReportWindows.from_model_dir(loaded.path, loaded.manifest)
-        unit = (loaded.manifest.extra.get("reading") or {}).get("unit", REPORT)
-        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend, unit=unit)
+        reading = loaded.manifest.extra.get("reading") or {}
+        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend,
+                   unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()))
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -197,11 +226,29 @@ class ReportLabeler:
             return classes, np.eye(N_CLASSES, dtype=np.float32)[classes], evidence
         if self.unit == SENTENCE:
             classes, probs, spans = label_by_sentence([r.text for r in reads], self._model_probs)
+            if self._companion is not None:
+                self._with_rules(reads, classes, probs, spans)
             return classes, probs, [report_evidence(r, ev) for r, ev in zip(reads, spans)]
         probs = self._model_probs([r.text for r in reads])
         # Arg-max class per finding, then No Finding the CheXpert way, as the rule labeler does;
         # the probabilities are left as the model gave them.
         return apply_no_finding(probs.argmax(axis=-1).astype(np.int8)), probs, None
+
+    def _with_rules(self, reads: list[ReadText], classes: np.ndarray, probs: np.ndarray,
+                    spans: list[dict[int, list[tuple[int, int]]]]) -> None:
+        """Put the rule labeler's class, one-hot probabilities and evidence on `rules_findings` (in place)."""
+        assert self._companion is not None
+        eye = np.eye(N_CLASSES, dtype=np.float32)
+        idx = self.rules_findings
+        for k, read in enumerate(reads):
+            rule_classes, rule_spans = self._companion.label(read.text)
+            classes[k] = with_rule_classes(classes[k], rule_classes, idx)
+            probs[k, idx] = eye[rule_classes[idx]]
+            spans[k] = {f: v for f, v in spans[k].items() if f not in idx}
+            spans[k].update({f: rule_spans[f] for f in idx if f in rule_spans})
+            if classes[k, NO_FINDING] != POSITIVE:
+                spans[k].pop(NO_FINDING, None)
+            spans[k] = dict(sorted(spans[k].items()))
 
     def _model_probs(self, texts: list[str]) -> np.ndarray:
         assert self.windows is not None and self.backend is not None

@@ -9,10 +9,11 @@ ever imports torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import RadEdgeError
 from .labels import CLASSES, FINDINGS
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -23,12 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .reports.labeler import ReportLabeler
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'radedge' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["CLASSES", "FINDINGS", "ImageScorer", "RadEdgeError", "ReportLabeler", "__version__"]

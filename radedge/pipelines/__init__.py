@@ -11,8 +11,9 @@ code.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 _LAZY = {"label_batch": "reports", "label_file": "reports", "label_into": "reports",
          "score_files": "dicoms", "score_folder": "dicoms", "score_into": "dicoms"}
@@ -21,11 +22,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dicoms import score_files, score_folder, score_into
     from .reports import label_batch, label_file, label_into
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()})
 __all__ = sorted(_LAZY)

@@ -18,21 +18,16 @@ Only build needs TensorRT; it is imported lazily, with a clear error when absent
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from radedge.lazy import lazy_getattr
 
 _BUILD = ("BuildResult", "backend_for", "build_plan", "resolve_model", "summary")
 
 if TYPE_CHECKING:  # pragma: no cover
     from .build import BuildResult, backend_for, build_plan, resolve_model, summary
 
-
-def __getattr__(name: str) -> Any:
-    # build imports onnx (the gpu extra): loaded on first use, so `radedge build-engine --help` and
-    # `import runtimes.tensorrt` work with the runtime's dependencies alone.
-    if name in _BUILD:
-        return getattr(importlib.import_module(f"{__name__}.build"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+# build imports onnx (the gpu extra): loaded on first use, so `radedge build-engine --help` and
+# `import runtimes.tensorrt` work with the runtime's dependencies alone.
+__getattr__ = lazy_getattr(__name__, {name: f"{__name__}.build" for name in _BUILD})
 __all__ = list(_BUILD)

@@ -200,3 +200,8 @@ def test_blank_lines_in_csv_are_not_rows(tmp_path: Path) -> None:
     plain.write_text(plain.read_text() + "\n")
     assert len(rad_eval.read_gold(plain).ids) == 1
     assert CliRunner().invoke(main, ["eval", "--gold", str(gold), "--pred", str(pred)]).exit_code == 0
+
+
+def test_chestxray14_mapping_merges_mass_and_nodule():
+    out = rad_eval.map_chestxray14({"Mass": 0, "Nodule": 1, "Effusion": 1, "Emphysema": 1})
+    assert out["Lung Lesion"] == 1 and out["Pleural Effusion"] == 1 and "Emphysema" not in out

@@ -69,8 +69,9 @@ def test_mixed_folder_to_csv_row_by_row(mixed_folder: Path, tmp_path: Path) -> N
     assert latin1["Error"].startswith("ReportDecodeError: not valid UTF-8")
     assert latin1["Reports"] == "Pleural effusion, d\ufffdj\ufffd vu."
     assert hedged["Pneumonia"] == "-1.0" and hedged["No Finding"] == ""
-    for row in rows:  # every cell is a CheXpert value
-        assert all(row[f] in ("", "1.0", "0.0", "-1.0") for f in FINDINGS)
+    labelled = [{f: row[f] for f in FINDINGS if row[f]} for row in rows]  # every non-blank cell, row by row
+    assert labelled == [{"Pleural Effusion": "1.0", "Pneumothorax": "0.0"}, {}, {"Cardiomegaly": "1.0"}, {},
+                        {"Pneumonia": "-1.0"}]
     assert "4.txt: ReportDecodeError" in r.stderr
     assert "labelled 5 reports (1 failed)" in r.stderr
 
@@ -132,13 +133,22 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path: Path, suff
     full = tmp_path / f"full{suffix}"
     assert run(src, "-o", full, "--model", "rules", "--quiet").exit_code == 0
     whole = full.read_bytes()
-    for cut in (len(whole) // 3, len(whole) - 7, 40):  # killed mid-record, late, and in the first rows
+    # Killed mid-record after k complete records: early, late, and inside the first record (or header).
+    for k, torn in ((231, 25), (699, 5), (0, 40)):  # records 232 and 700 are longer than their torn part
+        prefix = b""
+        if k:  # the first k records, as a run over only the first k reports writes them
+            write_reports_csv(tmp_path / "first.csv", k)
+            assert run(tmp_path / "first.csv", "-o", tmp_path / f"head{suffix}", "--model", "rules", "--quiet",
+                       "--overwrite").exit_code == 0
+            prefix = (tmp_path / f"head{suffix}").read_bytes()
+        assert whole.startswith(prefix)
         part = tmp_path / f"part{suffix}"
-        part.write_bytes(whole[:cut])
+        part.write_bytes(whole[:len(prefix) + torn])
         r = run(src, "-o", part, "--model", "rules", "--quiet")
         assert r.exit_code == 0, r.output
         assert part.read_bytes() == whole  # no record lost, none written twice
-        assert "already in the output" in r.stderr or cut < 200
+        again = f", {k} already in the output" if k else ""
+        assert f"labelled {700 - k} reports (0 failed{again}) with rules" in r.stderr
     r = run(src, "-o", full, "--model", "rules", "--quiet")  # finished: nothing left to do
     assert r.exit_code == 0 and "labelled 0 reports" in r.stderr and full.read_bytes() == whole
 

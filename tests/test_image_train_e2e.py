@@ -40,6 +40,7 @@ def _make_table(folder: Path, n: int = 48) -> list[Path]:
 
 def test_train_export_quantize_and_score(tmp_path: Path):
     from export.images.default import build
+    from export.images.onnx import INT8_AUC_BOUND
     from export.images.model import ViTSpec
     from export.images.train import TrainConfig
     from radedge.images.scorer import ImageScorer
@@ -58,7 +59,13 @@ def test_train_export_quantize_and_score(tmp_path: Path):
     manifest = Manifest.read(out)
     manifest.verify_files(out)
     assert set(manifest.files) == {"model.onnx", "ood.npz", "reliability.png", "MODEL_CARD.md"}
-    assert manifest.precision in ("int8", "fp32")
+    # int8 ships only when a quantization mode passed its AUC gate; otherwise the fp32 graph does.
+    chosen = metrics["quantization"]
+    if chosen == "none":
+        tried = metrics["quantization_tried_max_shift"].values()
+        assert manifest.precision == "fp32" and all(v > INT8_AUC_BOUND for v in tried)
+    else:
+        assert manifest.precision == "int8" and metrics["quantization_tried_max_shift"][chosen] <= INT8_AUC_BOUND
     assert manifest.preprocess["size"] == 64 and set(manifest.thresholds) == set(FINDINGS)
     # Only Pneumonia and No Finding have labels in this table: nothing else may be reported.
     assert set(manifest.trained_findings) <= {"Pneumonia", "No Finding"} and "Pneumonia" in manifest.trained_findings

@@ -63,6 +63,18 @@ def test_build_engine_without_gpu_or_tensorrt_exits_2_with_one_line(tiny_report_
     assert len(lines) == 1 and ("TensorRT" in lines[0] or "GPU" in lines[0])
 
 
+def test_build_engine_without_the_builder_dependencies_exits_2_with_one_line(tiny_report_model, monkeypatch,
+                                                                           radedge_cli):
+    monkeypatch.setattr(cuda, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(cuda, "require_gpu", lambda device: None)
+    monkeypatch.setitem(sys.modules, "runtimes.tensorrt.build", None)  # as when onnx is not installed
+    result = CliRunner().invoke(radedge_cli, ["build-engine", str(tiny_report_model)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("radedge: error: the engine builder cannot load") \
+        and "radedge[gpu]" in lines[0]
+
+
 def test_build_engine_passes_its_options_to_the_builder(tiny_report_model, tmp_path, monkeypatch, radedge_cli):
     from runtimes.tensorrt import build
 

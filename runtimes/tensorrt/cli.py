@@ -11,6 +11,7 @@ import json
 import click
 
 from radedge.cli import guarded
+from radedge.errors import DeviceUnavailableError
 
 
 @click.command("build-engine")
@@ -35,12 +36,14 @@ def build_engine(model: str, precision: str, calib: str | None, max_batch: int, 
     Plans are cached by model sha256, GPU name, compute capability, TensorRT version and precision,
     so a new GPU or TensorRT rebuilds instead of failing. Exit 2 when no GPU or TensorRT is present.
     """
-    from radedge.backends.cuda import import_tensorrt, require_gpu
+    from radedge.backends.cuda import GPU_EXTRA_HINT, import_tensorrt, require_gpu
 
-    from .build import build_plan, resolve_model, summary
-
-    import_tensorrt()  # the clearest error first: no TensorRT, then no GPU
+    import_tensorrt()  # the clearest error first: no TensorRT, then no GPU, then no builder
     require_gpu("cuda")
+    try:
+        from .build import build_plan, resolve_model, summary
+    except ImportError as exc:  # onnx, which the builder needs, comes with the gpu extra
+        raise DeviceUnavailableError(f"the engine builder cannot load ({exc}); {GPU_EXTRA_HINT}") from exc
     result = build_plan(resolve_model(model), precision=precision, calib=calib, max_batch=max_batch,
                         max_length=max_length, cache_dir=cache_dir, force=force)
     click.echo(json.dumps({"plan": str(result.plan), **result.meta}, indent=2) if as_json else summary(result))

@@ -270,7 +270,7 @@ class RuleLabeler:
     def classify(self, text: str) -> np.ndarray:
         """int8 [14] class indices for one report text (already reduced to its findings sections).
         Empty or blank text gives all BLANK."""
-        return self._run(text, None)
+        return self._run(text, None)[0]
 
     def label(self, text: str) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
         """`classify`, and the evidence of each finding labelled positive, negative or uncertain:
@@ -278,21 +278,23 @@ class RuleLabeler:
         label and of the cue (or qualifier) that decided each one ("no" in "no effusion"). No
         Finding, when positive, points at the whole text: what was read and found normal."""
         evidence: dict[int, list[tuple[int, int]]] = {}
-        out = self._run(text, evidence)
-        if not evidence and out[NO_FINDING] != POSITIVE:
+        out, norm = self._run(text, evidence)
+        if norm is None:
             return out, {}
-        norm = _Normalised(text)
         spans = {i: sorted({norm.span(s, e) for s, e in found}) for i, found in evidence.items() if out[i] != BLANK}
         if out[NO_FINDING] == POSITIVE:
             spans[NO_FINDING] = [(0, len(text.rstrip()))]
         return out, spans
 
-    def _run(self, text: str, evidence: dict[int, list[tuple[int, int]]] | None) -> np.ndarray:
-        """classify; with `evidence`, also fills it with spans in the normalised text."""
+    def _run(self, text: str, evidence: dict[int, list[tuple[int, int]]] | None
+             ) -> tuple[np.ndarray, "_Normalised | None"]:
+        """classify, and the normalised text (None for blank text); with `evidence`, also fills it
+        with spans in the normalised text."""
         out = np.zeros(N_FINDINGS, dtype=np.int8)
         if not text or text.isspace():
-            return out
-        t = _Normalised(text).text
+            return out, None
+        norm = _Normalised(text)
+        t = norm.text
         ends = [m.end() for m in _SENTENCE_END_RE.finditer(t)]
         breaks = [(m.start(), m.end()) for m in self._breakers.finditer(t)]
         break_starts = [b[0] for b in breaks]
@@ -342,7 +344,7 @@ class RuleLabeler:
         apply_no_finding(out)
         if other:
             out[NO_FINDING] = BLANK
-        return out
+        return out, norm
 
     def _mention_class(self, t: str, m: re.Match[str], lo: int, hi: int, finding: _Finding
                        ) -> tuple[int | None, tuple[int, int] | None]:

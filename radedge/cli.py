@@ -39,6 +39,29 @@ def plugin_commands() -> dict[str, Any]:
 
 
 class LazyGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's run, with a usage error (unknown option, bad choice) as one line and exit 2."""
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "radedge"
+            click.echo(f"{PREFIX} error: {exc.format_message()} (see '{where} -h')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"{PREFIX} error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """`--verbose` is a group option that may also stand after the subcommand (DESIGN.md)."""
+        end = args.index("--") if "--" in args else len(args)
+        if "--verbose" in args[:end]:
+            args = ["--verbose", *(a for i, a in enumerate(args) if not (a == "--verbose" and i < end))]
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*COMMANDS, *plugin_commands()])
 
@@ -59,12 +82,28 @@ class LazyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """radedge: label chest X-ray reports and score chest radiographs on premises."""
+    import warnings
+
     ctx.obj = {"verbose": verbose}
+    warnings.showwarning = _warning_line
+
+
+PREFIX = "radedge:"  # every summary, warning and error line of every command starts with it
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A library warning (e.g. `--device auto` running on the CPU) as one line, not a source path."""
+    click.echo(f"{PREFIX} warning: {message}", err=True)
+
+
+def say(line: str) -> None:
+    """A summary line on stderr, with the one prefix every command uses."""
+    click.echo(f"{PREFIX} {line}", err=True)
 
 
 def fail(message: str, code: int = EXIT_NOTHING_DONE) -> None:
     """One line on stderr, then exit with `code`."""
-    click.echo(f"radedge: error: {message}", err=True)
+    click.echo(f"{PREFIX} error: {message}", err=True)
     sys.exit(code)
 
 
@@ -115,14 +154,38 @@ class Progress:
             self.bar.close()
 
 
-def model_options(default_model: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--model / --backend / --device / --threads, shared by every command that runs a model."""
+def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """-q/--quiet, the same in every command: no progress bar and no per-item error lines."""
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress bar or per-item error lines; the summary line and errors that stop "
+                             "the run stay (every failed item is in the output).")(fn)
+
+
+def model_option(default_model: str, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-m/--model, the same in every command that runs a model."""
+    return click.option("-m", "--model", "model", default=default_model, show_default=True, help=help_text)
+
+
+REPORT_MODEL_HELP = ("'default' (the shipped report student), 'rules' (the rule labeler, no model file), "
+                     "a model name from `radedge models list`, or a model folder.")
+IMAGE_MODEL_HELP = "'default' (the shipped image model), a model name from `radedge models list`, or a model folder."
+
+
+def check_backend(model: str, backend: str, device: str) -> None:
+    """Refuse option combinations no model can run (one line, exit 2) instead of ignoring an option."""
+    if str(model) == "rules" and (backend != "onnxruntime" or device == "cuda"):
+        raise ValueError(f"--model rules runs on the CPU without a model file; "
+                               f"--backend {backend} --device {device} do not apply to it")
+
+
+def model_options(default_model: str = "default", help_text: str = IMAGE_MODEL_HELP
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-m/--model / --backend / --device / --threads, shared by every command that runs a model."""
     from .backends import BACKENDS, DEVICES
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed([
-            click.option("--model", "model", default=default_model, show_default=True,
-                         help="Model name, 'default', or a model folder path."),
+            model_option(default_model, help_text),
             click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True,
                          help="Inference engine."),
             click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,

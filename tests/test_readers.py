@@ -11,7 +11,7 @@ import pytest
 from tests.paths import need_data
 
 from radedge.errors import InputError
-from radedge.io.readers import ReaderOptions, detect_format, openi_text, read_reports
+from radedge.io.readers import ReaderOptions, count_reports, detect_format, openi_text, read_reports
 from tests.openi_xml import write_openi
 
 
@@ -45,10 +45,10 @@ def test_csv_with_header_text_and_id_columns(tmp_path: Path) -> None:
     assert pairs(path, text_column="report") == [(1, "Cardiomegaly."), (2, "No effusion.")]
     with pytest.raises(ValueError, match="no column 'text'"):
         pairs(path, text_column="text")
-    with pytest.raises(ValueError, match="--id-column needs --text-column"):
+    with pytest.raises(ValueError, match="--id-field needs --text-field"):
         pairs(path, id_column="study")
-    with pytest.raises(ValueError, match="only apply to JSONL"):
-        pairs(path, text_field="report")
+    # one pair of names for CSV and JSONL: --text-field / --id-field name a CSV header's columns too
+    assert pairs(path, text_field="report", id_field="study") == pairs(path, text_column="report", id_column="study")
 
 
 # ---- JSONL -------------------------------------------------------------------------------------
@@ -91,8 +91,18 @@ def test_txt_folder_sorted_naturally_with_relative_ids_and_bytes(tmp_path: Path)
     (tmp_path / "notes.md").write_text("not a report")
     got = pairs(tmp_path)
     assert got == [("2.txt", b"two \xff"), ("10.txt", b"ten"), ("b/1.txt", b"nested")]
-    with pytest.raises(ValueError, match="folder of .txt"):
-        pairs(tmp_path / "10.txt", "txt")
+    assert pairs(tmp_path / "10.txt", "txt") == [(1, "ten")]  # one file: one report per line
+
+
+def test_txt_file_one_report_per_line_and_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "reports.txt"
+    path.write_bytes("Cardiomegaly.\r\n\nNo pleural effusion, caf\u00e9.\n".encode("cp1252"))
+    assert count_reports(path) == 2
+    got = pairs(path)  # UTF-8 by default: the cp1252 byte reaches the labeler as bytes (its own error)
+    assert got[0] == (1, "Cardiomegaly.") and got[1][0] == 3 and isinstance(got[1][1], bytes)
+    assert pairs(path, encoding="cp1252") == [(1, "Cardiomegaly."), (3, "No pleural effusion, caf\u00e9.")]
+    with pytest.raises(ValueError, match="unknown encoding"):
+        pairs(path, encoding="no-such-codec")
 
 
 # ---- Open-i XML --------------------------------------------------------------------------------
@@ -130,7 +140,7 @@ def test_openi_folder_tgz_and_single_file(tmp_path: Path) -> None:
 def test_format_detection_and_bad_inputs(tmp_path: Path) -> None:
     assert detect_format(Path("a.csv")) == "csv" and detect_format(Path("a.JSONL")) == "jsonl"
     assert detect_format(Path("r.tar.gz")) == "xml"
-    with pytest.raises(ValueError, match="--format"):
+    with pytest.raises(ValueError, match="--input-format"):
         detect_format(tmp_path / "reports.parquet")
     with pytest.raises(ValueError, match="no such file"):
         pairs(tmp_path / "missing.csv")

@@ -15,7 +15,7 @@ import click
 
 from .. import bench as core
 from ..backends import BACKENDS, DEVICES
-from ..cli import guarded
+from ..cli import guarded, say
 from ..manifest import Manifest
 from ..registry import DEFAULTS, resolve
 
@@ -56,7 +56,7 @@ def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]
 
 
 @click.command("bench")
-@click.option("--model", "models", multiple=True, metavar="NAME|PATH",
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME|PATH",
               help="Model to time (repeatable); default: the shipped default for each task.")
 @click.option("--task", type=click.Choice(sorted(TASKS)), default=None, help="Only report or image models.")
 @click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_int_list, help="Batch sizes.")
@@ -77,7 +77,7 @@ def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq
           json_out: Path | None) -> None:
     """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS and load time."""
     machine = core.machine_info()
-    click.echo(f"machine: {core.describe_machine(machine)}", err=True)
+    say(f"machine: {core.describe_machine(machine)}")
     records, rows = [], []
     for name, model_task in _targets(models, task):
         record, model_rows = core.bench_model(name, model_task, backend=backend, device=device, threads=threads,
@@ -85,8 +85,8 @@ def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq
                                               iters=iters, max_seconds=max_seconds)
         records.append(record)
         rows += model_rows
-        click.echo(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
-                   f"{record['backend']} on {record['device']})", err=True)
+        say(f"{record['model']}: loaded in {record['load_s'] * 1e3:.0f} ms ({record['precision']}, "
+            f"{record['backend']} on {record['device']})")
     click.echo(core.format_table(rows, core.CASE_COLUMNS))
     if json_out is not None:
         payload = {"format": JSON_FORMAT, "version": JSON_VERSION, "machine": machine, "models": records,
@@ -95,4 +95,4 @@ def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq
         tmp = json_out.with_name(json_out.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         tmp.replace(json_out)
-        click.echo(f"wrote {json_out}", err=True)
+        say(f"wrote {json_out}")

@@ -16,12 +16,13 @@ def models() -> None:
 @models.command("list")
 @guarded
 def list_() -> None:
-    """Every model on the search path ($RADEDGE_MODEL_DIR, models/, installed)."""
+    """Every model on the search path ($RADEDGE_MODEL_DIR, models/, installed), and the built-in 'rules'."""
     entries = registry.list_models()
     if not entries:
         click.echo("no models found in: " + ", ".join(str(d) for d in registry.search_path()))
         return
     defaults = set(registry.DEFAULTS.values())
+    click.echo(f"{'rules':24s} {'report-labels':15s} {'-':5s} (built in: the rule labeler, no model file)")
     for e in entries:
         if e.manifest is None:
             click.echo(f"{e.name:24s} BROKEN  {e.problem}")

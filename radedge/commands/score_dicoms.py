@@ -4,14 +4,16 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from ..cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, fail, guarded, model_options
-from ..images.dicom import DEFAULT_MAX_PIXELS
+from ..cli import (EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, check_backend, fail, guarded, model_options,
+                   quiet_option, say)
+from ..images.dicom import DEFAULT_MAX_PIXELS, parse_views
 
 
 def folder_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,24 +27,28 @@ def folder_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Processes decoding and preprocessing files [default: min(2, CPUs)]; 0 = in this process."),
         click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
                      help="Images per inference batch."),
-        click.option("--quiet", is_flag=True, help="No progress bar or per-file error lines; only the summary."),
+        quiet_option,
         click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it."),
     ]):
         fn = option(fn)
     return fn
 
 
-def run_folder(command: str, folder: Path, output: Path, quiet: bool, **options: Any) -> None:
+def run_folder(folder: Path, output: Path, quiet: bool, **options: Any) -> None:
     """Run `pipelines.score_folder` with a progress bar, print the summary, exit with the contract's code."""
     from ..pipelines.dicoms import score_folder
 
-    with Progress(" files", quiet) as bar:
+    check_backend(options["model"], options["backend"], options["device"])
+    if "views" in options:
+        parse_views(options["views"])  # an unknown view is a one-line error before any file is read
+    total = sum(len(files) for _, _, files in os.walk(folder))  # cheap: names only, for the total and ETA
+    with Progress(" files", quiet, total=total) as bar:
         def on_error(result) -> None:  # type: ignore[no-untyped-def]
             if not quiet:
                 bar.write(f"radedge: {result.source}: {result.reason}")
 
         summary = score_folder(folder, output, progress=bar.update, on_error=on_error, **options)
-    click.echo(f"{command}: {summary.line()} -> {output}", err=True)
+    say(f"{summary.line()} -> {output}")
     if summary.total == 0:
         fail(f"{folder}: no files found", EXIT_NOTHING_DONE)
     sys.exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
@@ -63,5 +69,5 @@ def run_folder(command: str, folder: Path, output: Path, quiet: bool, **options:
 def score_dicoms(folder: Path, output: Path, quiet: bool, max_pixels: int, full_resolution: bool,
                  **options: Any) -> None:
     """Score the chest radiographs in FOLDER (recursively); skipped and failed files get their own records."""
-    run_folder("score-dicoms", folder, output, quiet, max_pixels=max_pixels or None, reduced=not full_resolution,
+    run_folder(folder, output, quiet, max_pixels=max_pixels or None, reduced=not full_resolution,
                **options)

@@ -19,4 +19,4 @@ from .score_dicoms import folder_options, run_folder
 @guarded
 def score_images(folder: Path, output: Path, quiet: bool, **options: Any) -> None:
     """Score the PNG / JPEG chest radiographs in FOLDER (recursively); other files get skipped records."""
-    run_folder("score-images", folder, output, quiet, kind="images", **options)
+    run_folder(folder, output, quiet, kind="images", **options)

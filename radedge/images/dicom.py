@@ -56,6 +56,9 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
 CHEST_BODY_PARTS = frozenset({"CHEST"})
 DEFAULT_VIEWS = frozenset({"PA", "AP"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})
+# ViewPosition values a chest radiograph may carry (DICOM's defined terms for CR / DX, obliques included):
+# a `--views` value outside them is a typo ("PAA"), refused instead of silently scoring nothing.
+KNOWN_VIEWS = DEFAULT_VIEWS | LATERAL_VIEWS | frozenset({"RLO", "LLO", "RAO", "LAO", "RPO", "LPO"})
 # Names whose content is expected to be DICOM: a failure to read them is an error, not a skip.
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -101,6 +104,10 @@ def parse_views(views: str | Iterable[str] | None) -> frozenset[str] | None:
         raise ValueError("views: give at least one view, e.g. PA,AP, or 'all'")
     if "ALL" in allowed:
         return None
+    unknown = sorted(allowed - KNOWN_VIEWS)
+    if unknown:
+        raise ValueError(f"--views: unknown view {', '.join(unknown)}; choose from {', '.join(sorted(KNOWN_VIEWS))} "
+                         f"or 'all'")
     if allowed & {"LATERAL", "LAT"}:
         allowed |= LATERAL_VIEWS
     return frozenset(allowed)
@@ -418,7 +425,7 @@ def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] 
     )
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "LATERAL_VIEWS",
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "KNOWN_VIEWS", "LATERAL_VIEWS",
            "check_dicom_content", "check_pixel_count", "check_scorable", "decode_frame", "decode_pixels",
            "grey_intensity", "header_shape", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
            "uids"]

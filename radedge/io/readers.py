@@ -11,7 +11,8 @@ Formats (`--format`, picked from the path when "auto"):
   report per row in the first column and no header. Ids: `id_column`, else the row number (from 1).
 - `jsonl`: one JSON object per line; text in `text_field` (default "text"); id in `id_field`
   (default "id" when the records have one, else the line number, from 1).
-- `txt`: a folder of `.txt` files, walked in sorted order; id = the path relative to the folder.
+- `txt`: a folder of `.txt` files, walked in sorted order; id = the path relative to the folder;
+  or one `.txt` file with one report per line (blank lines skipped); id = the line number (from 1).
 - `xml`: Open-i report XML (`<AbstractText Label="FINDINGS|IMPRESSION">`): a folder of `.xml`
   files, one `.xml` file, or a `.tgz` / `.tar.gz` of them (streamed); id = the relative path.
 """
@@ -36,18 +37,30 @@ Report = Union[str, bytes, InputError]
 FORMATS = ("auto", "csv", "jsonl", "txt", "xml")
 # Open-i sections read into the report text, in this order, each with its header.
 OPENI_SECTIONS = ("FINDINGS", "IMPRESSION")
-_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xml": "xml",
+_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt", ".xml": "xml",
                    ".tgz": "xml", ".tar.gz": "xml"}
 
 
 @dataclass(frozen=True)
 class ReaderOptions:
-    """Where the text and id are in a record (CSV columns or JSON fields)."""
+    """Where the text and id are in a record (`text_field` / `id_field`: a CSV header's column or a
+    JSON field; `text_column` / `id_column` are the older CSV-only spellings) and the input's
+    encoding (None: UTF-8, BOM or not)."""
 
     text_column: str | None = None
     id_column: str | None = None
     text_field: str | None = None
     id_field: str | None = None
+    encoding: str | None = None
+
+    def for_csv(self) -> "ReaderOptions":
+        """The field names as CSV columns (one pair of names for both formats)."""
+        return ReaderOptions(self.text_column or self.text_field, self.id_column or self.id_field,
+                             encoding=self.encoding)
+
+    @property
+    def text_encoding(self) -> str:
+        return self.encoding or "utf-8-sig"
 
 
 def detect_format(path: Path) -> str:
@@ -65,7 +78,7 @@ def detect_format(path: Path) -> str:
     for suffix, fmt in _SUFFIX_FORMATS.items():
         if name.endswith(suffix):
             return fmt
-    raise ValueError(f"{path}: cannot tell the input format from the name; pass --format "
+    raise ValueError(f"{path}: cannot tell the input format from the name; pass --input-format "
                      f"({', '.join(FORMATS[1:])})")
 
 
@@ -82,17 +95,21 @@ def read_reports(path: str | os.PathLike, fmt: str = "auto",
     if fmt not in FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if options.encoding:
+        _check_encoding(options.encoding)
+    if fmt == "csv":
+        options = options.for_csv()
     _check_options(fmt, options)
     if fmt in ("csv", "jsonl") and path.is_dir():
         raise ValueError(f"{path}: a folder, not a {fmt} file")
-    if fmt == "txt" and not path.is_dir():
-        raise ValueError(f"{path}: the txt format reads a folder of .txt files")
     if fmt == "csv":
         return _read_csv(path, options)
     if fmt == "jsonl":
         return _read_jsonl(path, options)
+    if fmt == "txt" and not path.is_dir():
+        return _read_lines(path, options)
     if fmt == "txt":
-        return _read_folder(path, ".txt", _read_bytes)
+        return _read_folder(path, ".txt", _read_bytes if options.encoding is None else _text_reader(options.encoding))
     if path.is_dir():
         return _read_folder(path, ".xml", _openi_from_path)
     if path.name.lower().endswith((".tgz", ".tar.gz", ".tar")):
@@ -106,9 +123,38 @@ def _check_options(fmt: str, options: ReaderOptions) -> None:
     if csv_opts and fmt != "csv":
         raise ValueError(f"{', '.join(csv_opts)} only apply to CSV input (this input is {fmt})")
     if json_opts and fmt != "jsonl":
-        raise ValueError(f"{', '.join(json_opts)} only apply to JSONL input (this input is {fmt})")
+        raise ValueError(f"{', '.join(json_opts)} only apply to CSV and JSONL input (this input is {fmt})")
     if options.id_column and not options.text_column:
-        raise ValueError("--id-column needs --text-column (a CSV without a header has no column names)")
+        raise ValueError("--id-field needs --text-field (a CSV without a header has no column names)")
+
+
+def _check_encoding(encoding: str) -> None:
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+
+
+def count_reports(path: str | os.PathLike, fmt: str = "auto") -> int | None:
+    """How many reports `path` holds, counted cheaply before labelling (for a progress bar's total
+    and ETA): lines of a JSONL / one-per-line .txt file, files of a folder; None when it cannot be
+    told without parsing (a CSV's quoted cells may span lines; a .tgz is streamed)."""
+    path = Path(path)
+    try:
+        fmt = detect_format(path) if fmt == "auto" else fmt
+        if path.is_dir():
+            suffix = ".xml" if fmt == "xml" else ".txt"
+            return sum(1 for _, _, files in os.walk(path) for n in files if n.lower().endswith(suffix))
+        if fmt in ("jsonl", "txt"):
+            with open(path, "rb") as f:
+                return sum(1 for line in f if line.strip())
+        if fmt == "xml" and path.name.lower().endswith(".xml"):
+            return 1
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 # ---- CSV ----------------------------------------------------------------------------------------
@@ -140,7 +186,7 @@ def _printable_id(value: str) -> str:
 
 def _read_csv(path: Path, options: ReaderOptions) -> Iterator[tuple[Any, Report]]:
     _allow_long_fields()
-    f = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    f = open(path, encoding=options.text_encoding, errors="surrogateescape", newline="")
     rows = csv.reader(f)
     if options.text_column is None:
         return _csv_rows(f, rows, None, None)
@@ -174,7 +220,7 @@ def _csv_rows(f: Any, rows: Iterator[list[str]], text_index: int | None,
 # ---- JSONL --------------------------------------------------------------------------------------
 def _read_jsonl(path: Path, options: ReaderOptions) -> Iterator[tuple[Any, Report]]:
     # surrogateescape: invalid UTF-8 inside a text field reaches the labeler as that field's bytes.
-    f = open(path, encoding="utf-8-sig", errors="surrogateescape")
+    f = open(path, encoding=options.text_encoding, errors="surrogateescape")
     text_field = options.text_field or "text"
     first = _first_record(f)
     if first is not None and text_field not in first:
@@ -227,6 +273,19 @@ def _jsonl_records(f: Any, text_field: str, id_field: str | None) -> Iterator[tu
                 yield rid, _cell(text)
 
 
+# ---- one .txt file, one report per line ----
+def _read_lines(path: Path, options: ReaderOptions) -> Iterator[tuple[Any, Report]]:
+    f = open(path, encoding=options.text_encoding, errors="surrogateescape")
+    return _lines(f)
+
+
+def _lines(f: Any) -> Iterator[tuple[Any, Report]]:
+    with f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield number, _cell(line.rstrip("\r\n"))
+
+
 # ---- folders of files ---------------------------------------------------------------------------
 def _natural_key(name: str) -> list[Any]:
     """Sort '2.txt' before '10.txt' (Open-i files are numbered 1.xml ... 3999.xml)."""
@@ -240,6 +299,15 @@ def _read_folder(root: Path, suffix: str, read: Any) -> Iterator[tuple[Any, Repo
         for name in sorted((n for n in files if n.lower().endswith(suffix)), key=_natural_key):
             path = Path(folder) / name
             yield path.relative_to(root).as_posix(), read(path)
+
+
+def _text_reader(encoding: str) -> Any:
+    """Read a file's text in `encoding` (an export in cp1252, say) instead of as raw UTF-8 bytes."""
+    def read(path: Path) -> Report:
+        data = _read_bytes(path)
+        return data.decode(encoding, errors="replace") if isinstance(data, bytes) else data
+
+    return read
 
 
 def _read_bytes(path: Path) -> Report:

@@ -134,13 +134,15 @@ def label_file(input_path: str | os.PathLike, output: str | os.PathLike,
                model: str | os.PathLike | ReportLabeler = "default",
                *, backend: str = "onnxruntime", device: str = "cpu", threads: int | None = None,
                batch_size: int = 32, fmt: str = "auto", options: ReaderOptions = ReaderOptions(),
+               sections: str = "findings,impression",
                overwrite: bool = False, progress: Callable[[int], None] | None = None,
                on_error: Callable[[ReportResult], None] | None = None) -> LabelSummary:
     """Label every report of `input_path` into `output` (.csv: the CheXpert labeler's format plus
     Error; .jsonl: id, labels, probs, rates, error), exactly as `radedge label-reports` does.
 
     `model` is a name, "default", "rules", a folder, or a loaded ReportLabeler (then backend,
-    device, threads and batch_size are its own). Problems with the run as a whole (bad paths,
+    device, threads, batch_size and sections are its own). `sections` picks the report sections
+    read (`reports.sections.select_text`). Problems with the run as a whole (bad paths,
     an output that belongs to another input, a missing model) raise before anything is written;
     a bad report is its own error record. `progress(n)` is told of every n reports done.
     """
@@ -150,7 +152,7 @@ def label_file(input_path: str | os.PathLike, output: str | os.PathLike,
         raise ValueError(f"{output}: the output would overwrite the input")
     reports = read_reports(input_path, fmt, options)
     labeler = model if isinstance(model, ReportLabeler) else ReportLabeler.load(
-        model, backend=backend, device=device, threads=threads, batch_size=batch_size)
+        model, backend=backend, device=device, threads=threads, batch_size=batch_size, sections=sections)
     started = time.perf_counter()
     with RecordWriter(output, sink.columns, resume=not overwrite) as writer:
         summary = label_into(labeler, reports, writer, sink, progress=progress, on_error=on_error)

@@ -11,6 +11,8 @@ Nothing here imports torch: models run on onnxruntime (or TensorRT) through `rad
 """
 from __future__ import annotations
 
+import functools
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from ..errors import InputError, ManifestError, ReportDecodeError
 from ..io.readers import Report
 from ..labels import (BLANK, CSV_VALUES, FINDING_INDEX, FINDINGS, N_CLASSES, N_FINDINGS, NO_FINDING, POSITIVE,
                       apply_no_finding, gls_rates, has_abnormal)
-from .sections import ReadText, read_text
+from .sections import ReadText, read_text, select_text
 from .sentences import label_by_sentence
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
 
@@ -128,7 +130,7 @@ class ReportLabeler:
     def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
                  windows: ReportWindows | None = None, backend: "Backend | None" = None,
                  rules: "RuleLabeler | None" = None, unit: str = "report",
-                 rules_findings: Sequence[str] = ()) -> None:
+                 rules_findings: Sequence[str] = (), sections: str = "findings,impression") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if (rules is None) == (backend is None or windows is None):
@@ -152,6 +154,8 @@ class ReportLabeler:
             from .rules import RuleLabeler
 
             self._companion = RuleLabeler.load()
+        select_text("", sections)  # an unknown choice raises here, before any report
+        self.sections = sections  # which report sections are read (`--sections`)
         if backend is not None:
             self._input_names = {spec.name for spec in backend.inputs}
             if not {"input_ids", "attention_mask"} <= self._input_names:
@@ -162,7 +166,8 @@ class ReportLabeler:
 
     @classmethod
     def load(cls, model: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
-             threads: int | None = None, batch_size: int = 32) -> "ReportLabeler":
+             threads: int | None = None, batch_size: int = 32,
+             sections: str = "findings,impression") -> "ReportLabeler":
         """`"rules"` (the rule labeler), `"default"` (the shipped student), a model name or folder.
 
         Models are verified on load (sha256 of every file, graph inputs/outputs vs the manifest):
@@ -171,14 +176,15 @@ class ReportLabeler:
         if str(model) == RULES:
             from .rules import RuleLabeler
 
-            return cls(RULES, None, batch_size, rules=RuleLabeler.load())
+            return cls(RULES, None, batch_size, rules=RuleLabeler.load(), sections=sections)
         from ..registry import open_model
 
         loaded = open_model(model, task=TASK, backend=backend, device=device, threads=threads)
         windows = ReportWindows.from_model_dir(loaded.path, loaded.manifest)
         reading = loaded.manifest.extra.get("reading") or {}
         return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend,
-                   unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()))
+                   unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()),
+                   sections=sections)
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -191,7 +197,10 @@ class ReportLabeler:
         if len(ids) != len(reports):
             raise ValueError(f"{len(reports)} reports but {len(ids)} ids")
         results: list[ReportResult | None] = [None] * len(reports)
-        prepare = self.windows.model_read if self.windows is not None else read_text
+        if self.sections != "findings,impression":
+            prepare = functools.partial(select_text, sections=self.sections)
+        else:
+            prepare = self.windows.model_read if self.windows is not None else read_text
         todo: dict[int, ReadText] = {}  # position -> the section text the engine reads
         lengths: dict[int, int] = {}
         for i, item in enumerate(reports):

@@ -204,6 +204,28 @@ def read_text(text: str) -> ReadText:
     return ReadText(SEPARATOR.join(text[a:b] for a, b in spans), tuple(spans))
 
 
+SECTION_CHOICES = ("findings,impression", "impression", "all")
+_IMPRESSION_RE = re.compile(r"(?:%s)\Z" % "|".join(_TARGET_NAMES[i] for i in (0, 2, 3, 5, 6, 7)), re.IGNORECASE)
+
+
+def select_text(text: str, sections: str = "findings,impression") -> ReadText:
+    """The part of a report read under `--sections`: "findings,impression" is `read_text`;
+    "impression" reads only IMPRESSION / CONCLUSION-like sections, as the CheXpert labeler and
+    CheXbert are run on impressions (a report without one is read as "findings,impression");
+    "all" reads the whole text, indication and history included."""
+    if sections == "all":
+        start, end = _stripped(text, 0, len(text))
+        return ReadText(text[start:end], ((start, end),) if end > start else ())
+    if sections == "impression":
+        spans = [(s.start, s.end) for s in split_sections(text or "")
+                 if s.body and _IMPRESSION_RE.match(_normalise(s.header))]
+        if spans:
+            return ReadText(SEPARATOR.join(text[a:b] for a, b in spans), tuple(spans))
+    elif sections != "findings,impression":
+        raise ValueError(f"unknown sections {sections!r}; choose one of {', '.join(SECTION_CHOICES)}")
+    return read_text(text)
+
+
 def findings_text(text: str) -> str:
     """`read_text(text).text`: what the labelers read (see `read_text`)."""
     return read_text(text).text

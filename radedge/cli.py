@@ -199,5 +199,36 @@ def model_options(default_model: str = "default", help_text: str = IMAGE_MODEL_H
     return decorate
 
 
+ENGINES = ("local", "ray")
+
+
+def engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine / --address / --num-workers, shared by the labelling and scoring commands."""
+    for option in reversed([
+        click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+                     help="local: this process and its workers; ray: a Ray cluster (pip install "
+                          "'radedge[ray]'), OUTPUT is then a Parquet dataset folder."),
+        click.option("--address", default=None,
+                     help="--engine ray: the cluster's address (default: a local Ray limited to this machine's CPUs)."),
+        click.option("--num-workers", type=click.IntRange(1), default=None,
+                     help="--engine ray: model actors (default: one per CPU of the cluster)."),
+        click.option("--part-size", type=click.IntRange(1), default=None,
+                     help="--engine ray: items per output part, the unit a rerun skips when done "
+                          "[default: 4096 reports, 256 files]."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def check_engine(engine: str, address: str | None, num_workers: int | None, part_size: int | None,
+                 backend: str, device: str) -> None:
+    """--address / --num-workers / --part-size mean something only with --engine ray, and Ray actors
+    run the onnxruntime CPU backend: anything else is a usage error (exit 2)."""
+    if engine != "ray" and (address or num_workers or part_size):
+        raise click.UsageError("--address, --num-workers and --part-size need --engine ray")
+    if engine == "ray" and (backend, device) != ("onnxruntime", "cpu"):
+        raise click.UsageError("--engine ray runs onnxruntime on the CPU of each node: drop --backend / --device")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import (EXIT_OK, EXIT_PARTIAL, REPORT_MODEL_HELP, Progress, check_backend, guarded, model_options,
-                   quiet_option, say)
+from ..cli import (EXIT_OK, EXIT_PARTIAL, REPORT_MODEL_HELP, Progress, check_backend, check_engine, engine_options,
+                   guarded, model_options, quiet_option, say)
 from ..io.readers import FORMATS, ReaderOptions, count_reports
 from ..reports.sections import SECTION_CHOICES
 
@@ -16,8 +16,9 @@ MAX_ERROR_LINES = 10  # per-report errors echoed on stderr; all of them are in t
 
 @click.command("label-reports")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Output .csv (CheXpert labeler format plus an Error column) or .jsonl.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output .csv (CheXpert labeler format plus an Error column) or .jsonl; "
+                   "with --engine ray, a Parquet dataset folder.")
 @model_options(default_model="default", help_text=REPORT_MODEL_HELP)
 @click.option("--format", "old_format", type=click.Choice(FORMATS), default=None, hidden=True)  # older --input-format
 @click.option("--input-format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
@@ -38,11 +39,13 @@ MAX_ERROR_LINES = 10  # per-report errors echoed on stderr; all of them are in t
               help="Windows per model batch.")
 @quiet_option
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT instead of resuming after its records.")
+@engine_options
 @guarded
 def label_reports(input_path: Path, output: Path, model: str, backend: str, device: str, threads: int | None,
                   old_format: str | None, fmt: str, text_field: str | None, id_field: str | None, text_column: str | None,
                   id_column: str | None, encoding: str | None, sections: str, batch_size: int, quiet: bool,
-                  overwrite: bool) -> None:
+                  overwrite: bool, engine: str, address: str | None, num_workers: int | None,
+                  part_size: int | None) -> None:
     """Label the reports in INPUT with the 14 CheXpert findings and write OUTPUT.
 
     INPUT: a CSV with one report per row in the first column and no header (the CheXpert
@@ -53,8 +56,12 @@ def label_reports(input_path: Path, output: Path, model: str, backend: str, devi
     from ..pipelines.reports import label_file
 
     check_backend(model, backend, device)
+    check_engine(engine, address, num_workers, part_size, backend, device)
     fmt = old_format or fmt
     options = ReaderOptions(text_column, id_column, text_field, id_field, encoding)
+    if engine == "ray":
+        _on_ray(input_path, output, model, fmt, options, sections, address, num_workers, part_size, threads, quiet,
+                overwrite)
     failures = 0
     with Progress(" reports", quiet, mininterval=0.5, total=count_reports(input_path, fmt)) as bar:
         def on_error(result) -> None:  # type: ignore[no-untyped-def]
@@ -75,4 +82,19 @@ def label_reports(input_path: Path, output: Path, model: str, backend: str, devi
         f"{summary.model} in {seconds:.1f} s{rate} -> {output}")
     if summary.total_failed:
         say(f"{summary.total_failed} report(s) failed; each has its error in {output}")
+    sys.exit(EXIT_PARTIAL if summary.total_failed else EXIT_OK)
+
+
+def _on_ray(input_path: Path, output: Path, model: str, fmt: str, options: ReaderOptions, sections: str,
+            address: str | None, num_workers: int | None, part_size: int | None, threads: int | None, quiet: bool,
+            overwrite: bool) -> None:
+    """--engine ray: `pipelines.raydata.label_to_parquet`, the summary, the contract's exit code."""
+    from ..io.readers import count_reports
+    from ..pipelines.raydata import BLOCK, label_to_parquet
+
+    with Progress(" reports", quiet, mininterval=0.5, total=count_reports(input_path, fmt)) as bar:
+        summary = label_to_parquet(input_path, output, model, fmt=fmt, options=options, sections=sections,
+                                   address=address, num_workers=num_workers, threads=threads or 1,
+                                   overwrite=overwrite, block_size=part_size or BLOCK, progress=bar.update)
+    say(f"{summary.line('reports')} on Ray in {summary.seconds:.1f} s -> {output}")
     sys.exit(EXIT_PARTIAL if summary.total_failed else EXIT_OK)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,6 +34,7 @@ from radedge.reports.rules import RuleLabeler
 from radedge.reports.sections import findings_text
 
 from .data import OPENI, holdout_ids
+from export.cli import command_parser, run_command
 
 
 # ---- rows for the harness -------------------------------------------------------------------------
@@ -242,19 +242,19 @@ def rules_cv_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
+    ap = command_parser("benchmarks.accuracy", __doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("rules", help="rule labeler accuracy and in-process speed on the Open-i dev reports")
-    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
-    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl", help="Open-i reports (.jsonl)")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv", help="Open-i gold labels (.csv)")
     p.add_argument("--lexicons", type=Path, default=None, help="lexicon folder (default: packaged)")
     p.add_argument("--repeat", type=int, default=3, help="timing passes (best is reported)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     p.set_defaults(run=rules_main)
     p = sub.add_parser("rules-cv", help="choose among rule variants by k-fold cross-validation on Open-i dev")
-    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
-    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl", help="Open-i reports (.jsonl)")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv", help="Open-i gold labels (.csv)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--candidate", action="append", metavar="NAME=LEXICONS",
                    help="a lexicon root to compare with the packaged one; +NAME=SOURCE adds one source to "
                         "the packaged lexicon (default: each folder of benchmarks/lexicon_variants)")
@@ -263,4 +263,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.run(args)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.accuracy")

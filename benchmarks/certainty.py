@@ -28,7 +28,6 @@ uncertain, uncertain-only F1, four-class accuracy, and the share of target cells
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections import Counter, defaultdict
@@ -39,6 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from radedge.labels import BLANK, FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN
+from export.cli import command_parser, run_command
 
 SCORED = tuple(f for f in FINDINGS if f != "No Finding")  # the 13 findings
 CLASS_NAMES = {POSITIVE: "positive", NEGATIVE: "negative", UNCERTAIN: "uncertain", BLANK: "not mentioned"}
@@ -410,11 +410,11 @@ def label_with(model: str, texts: list[str]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("benchmarks.certainty", __doc__.split("\n\n")[0])
     parser.add_argument("--model", default="rules", help="rules, default, a model name or folder")
-    parser.add_argument("--split", choices=(*SPLITS, "both"), default="both")
+    parser.add_argument("--split", choices=(*SPLITS, "both"), default="both", help="Open-i split(s) scored")
     parser.add_argument("--n", type=int, default=2000, help="reports per split")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split")
     parser.add_argument("--failures", type=int, default=0,
                         help="print this many wrong reports of the DEV split (the test split is never shown)")
     parser.add_argument("--write", type=Path, default=None, help="write the reports and labels as JSONL here")
@@ -452,4 +452,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main, "benchmarks.certainty")

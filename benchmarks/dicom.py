@@ -71,6 +71,7 @@ from radedge.images.scorer import ImageScorer
 
 from .data import DATA as SHARED_DATA
 from .data import ROOT
+from export.cli import command_parser, run_command
 
 DATA = SHARED_DATA / "dicom"
 STANDIN_DIR = ROOT / "runs" / "bench_models" / "image-vit-standin"
@@ -652,19 +653,19 @@ def corpus_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.dicom", description=__doc__.split("\n")[0])
+    ap = command_parser("benchmarks.dicom", __doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("throughput", help="per-stage and pipeline timings on the full-size radiographs")
     p.add_argument("--model", default="default", help="default | standin | model name or folder")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--copies", type=int, default=4, help="copies of each full-size file in the pipeline run")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.set_defaults(run=throughput_main)
     p = sub.add_parser("score-dicoms", help="radedge score-dicoms images/s, reduced vs full resolution (A/B)")
     p.add_argument("--copies", type=int, default=8, help="copies of each full-size file per group")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--baseline", type=Path, default=None, help="another checkout to run as a third mode")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.set_defaults(run=score_dicoms_main)
@@ -675,15 +676,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("memory", help="score-dicoms peak memory against folder size")
     p.add_argument("--sizes", default="1000,10000", help="folder sizes, comma-separated")
     p.add_argument("--model", default="default", help="default | standin | model name or folder")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(run=memory_main)
     p = sub.add_parser("corpus", help="every corpus file handled as its MANIFEST.csv expects")
     p.add_argument("--model", default="default", help="default | standin | model name or folder")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(run=corpus_main)
     args = ap.parse_args(argv)
     return args.run(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.dicom")

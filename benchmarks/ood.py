@@ -19,10 +19,8 @@ Printed: per set, the number of inputs, how many were flagged and the median sco
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +30,7 @@ from radedge.images.dicom import read_dataset, to_display
 from radedge.images.preprocess import load_image
 
 from .data import DATA
+from export.cli import command_parser, run_command
 
 DICOM = DATA / "dicom"
 NON_CHEST = ["wg04/RG2_JLSL.dcm", "wg04/RG2_JLSN.dcm", "wg04/RG2_JPLL.dcm", "wg04/RG2_JPLY_fixed.dcm",
@@ -122,9 +121,9 @@ def table(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--json", type=Path, default=None)
+    ap = command_parser("benchmarks.ood", __doc__)
+    ap.add_argument("--model", default="default", help="image model: default, a name or a folder")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     report = run(args.model)
     print(table(report))
@@ -134,4 +133,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.ood")

@@ -35,7 +35,6 @@ import itertools
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from radedge.manifest import Manifest
 from radedge.registry import open_model, resolve
 
 from .data import DATA, openi_reports
+from export.cli import command_parser, run_command
 
 IMAGE_TASK = "image-findings"
 REPORT_TASK = "report-labels"
@@ -478,31 +478,31 @@ def images_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
+    ap = command_parser("benchmarks.peers", __doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("reports", help="CSV -> CSV reports/s: the student vs a CheXbert-sized model")
     p.add_argument("--reports", type=int, default=1000, help="first N Open-i dev reports (2285 in all)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--model", default="default")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    p.add_argument("--model", default="default", help="report model: default, a name or a folder")
     p.add_argument("--student-only", action="store_true", help="time only the student (no CheXbert-sized run)")
     p.set_defaults(run=reports_main)
     p = sub.add_parser("threads", help="report student reports/s: 1 vs 2 threads, onnxruntime spinning on vs off")
-    p.add_argument("--reports", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--model", default="default")
+    p.add_argument("--reports", type=int, default=1000, help="first N Open-i dev reports")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    p.add_argument("--model", default="default", help="report model: default, a name or a folder")
     p.set_defaults(run=threads_main)
     p = sub.add_parser("images", help="images/s at one batch: shipped ONNX, fp32 ONNX, the same ViT in PyTorch")
-    p.add_argument("--model", default="default")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="default", help="image model: default, a name or a folder")
+    p.add_argument("--batch", type=int, default=16, help="images per batch")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per case (at least 3 calls)")
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch run (no torch installed)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     p.set_defaults(run=images_main)
     args = ap.parse_args(argv)
     return args.run(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.peers")

@@ -11,7 +11,6 @@ loaded before (and torch, once imported) stays resident, so a later case's RSS w
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import multiprocessing as mp
@@ -40,6 +39,7 @@ from .report import schema
 from .report.plots import write_plots
 from .report.tables import print_tables
 from .roofline import annotate, measure_peaks, peak_for
+from export.cli import command_parser, run_command
 
 REPORT_TASK, IMAGE_TASK = "report-labels", "image-findings"
 
@@ -410,7 +410,7 @@ SECTIONS: list[tuple[str, Callable[[Run], None]]] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser = command_parser("benchmarks", __doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small grids, few iterations, few reports")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results", help="results folder")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")

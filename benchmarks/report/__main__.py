@@ -1,7 +1,7 @@
 """`python -m benchmarks.report RESULTS.json [--readme README.md]`: see benchmarks/report/readme.py."""
-import sys
+from export.cli import run_command
 
 from .readme import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.report")

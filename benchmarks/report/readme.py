@@ -5,7 +5,6 @@ from the results file alone, so every figure there can be traced to one run of `
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from radedge.bench import describe_machine
 
 from ..data import ROOT
 from .plots import reference_sequence
+from export.cli import command_parser, run_command
 
 SECTION = "performance"
 TASK_NAMES = {"report-labels": "reports", "image-findings": "images"}
@@ -234,9 +234,10 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    parser = command_parser("benchmarks.report", __doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json written by python -m benchmarks")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                        help="README whose results block is rewritten")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
     readme = args.readme
@@ -250,4 +251,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "benchmarks.report")

@@ -11,7 +11,6 @@ and standard deviation over the seeds of each rate mode, and writes the same as 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from .metrics import per_source_metrics
 from .model import ViTSpec
 from .rates import RATE_MODES, assign_rates
 from .train import TrainConfig, prepare_data, save_checkpoint, train
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.images.compare")
 REPO = Path(__file__).resolve().parents[2]
@@ -91,15 +91,17 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", nargs="+", choices=RATE_MODES, default=["gls", "bce"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap = command_parser("export.images.compare", __doc__)
+    ap.add_argument("--rates", nargs="+", choices=RATE_MODES, default=["gls", "bce"],
+                    help="label-rate modes to compare (GLS rates, class priors, plain BCE)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds per mode")
     ap.add_argument("--train-blocks", type=int, default=0, help="last stem blocks fine-tuned")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--views", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    ap.add_argument("--epochs", type=int, default=12, help="epochs per training run")
+    ap.add_argument("--views", type=int, default=3,
+                    help="augmented views per training image cached besides the clean one")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder for the runs' checkpoints and logs")
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="training images (the data set folder)")
     ap.add_argument("--json", type=Path, default=None, help="default: <runs>/compare.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -119,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "export.images.compare")

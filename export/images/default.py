@@ -15,7 +15,6 @@ shipped) so that `python -m export.images.evaluate` can re-measure int8 vs fp32 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -41,6 +40,7 @@ from .model import ViTSpec
 from .ood import fit_ood, statistics
 from .rates import SOURCE_PRIORS
 from .train import DEFAULT_IMAGES, TrainConfig, load_checkpoint, preprocess_spec, prepare_data
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.images.default")
 REPO = Path(__file__).resolve().parents[2]
@@ -358,14 +358,16 @@ An input whose OOD score exceeds {ood['flag_above']} gets status `out-of-distrib
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "models" / "image-vit")
-    ap.add_argument("--runs", type=Path, default=REPO / "runs" / "image-vit")
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    ap.add_argument("--epochs", type=int, default=DEFAULT_CONFIG.epochs)
+    ap = command_parser("export.images.default", __doc__)
+    ap.add_argument("--out", type=Path, default=REPO / "models" / "image-vit",
+                    help="model folder to write (the shipped one by default)")
+    ap.add_argument("--runs", type=Path, default=REPO / "runs" / "image-vit",
+                    help="folder for checkpoints, feature caches and logs")
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="training images (the data set folder)")
+    ap.add_argument("--epochs", type=int, default=DEFAULT_CONFIG.epochs, help="training epochs")
     ap.add_argument("--train-blocks", type=int, default=DEFAULT_CONFIG.spec.train_blocks,
                     help="last EfficientNet-Lite0 blocks fine-tuned")
-    ap.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
+    ap.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed, help="training seed")
     ap.add_argument("--no-baseline", action="store_true", help="skip the BCE baseline run")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -378,4 +380,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "export.images.default")

@@ -15,9 +15,7 @@ thresholds, out-of-distribution score), on inputs preprocessed with the manifest
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +27,7 @@ from radedge.labels import FINDING_INDEX, FINDINGS
 
 from .data import DEFAULT_IMAGES, load_pixels, load_sources, split_by_patient, stack_labels
 from .metrics import auc_shift, bootstrap_auc, ece, max_shift, mean_auc, per_source_metrics, positives_per_normal
+from ..cli import command_parser, run_command
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "image-vit"
@@ -168,8 +167,8 @@ def targets_text(t: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap = command_parser("export.images.evaluate", __doc__)
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder to evaluate")
     ap.add_argument("--images", type=Path, default=None, help="default: shared/data/images beside the checkout")
     ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the fp32 export and BCE baseline are")
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
@@ -184,4 +183,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.images.evaluate")

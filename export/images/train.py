@@ -9,7 +9,6 @@ seeded (numpy, torch, view order) and bounded by epochs and by a wall-clock budg
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -22,8 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from radedge.cli import Progress
 from radedge.labels import FINDINGS
 
+from ..cli import command_parser, run_command
 from ..common import seed_everything
 from .data import DEFAULT_IMAGES, Augment, Sample, load_pixels, load_sources, split_by_patient, stack_labels
 from .gls import gls_loss
@@ -84,15 +85,17 @@ def cache_features(model: ImageViT, samples: Sequence[Sample], pre: dict[str, An
     model.eval()
     augment = Augment()
     out = None
-    for v in range(views + 1):
-        rng = np.random.default_rng([seed, v])
-        for start in range(0, len(samples), batch):
-            chunk = samples[start:start + batch]
-            pixels = np.stack([load_pixels(s, pre, augment if v else None, rng) for s in chunk])
-            feats = model.features(torch.from_numpy(pixels), cut).to(torch.float16)
-            if out is None:
-                out = torch.empty((len(samples), views + 1, *feats.shape[1:]), dtype=torch.float16)
-            out[start:start + len(chunk), v] = feats
+    with Progress(" images", quiet=False, total=(views + 1) * len(samples), desc="stem features", mininterval=2) as bar:
+        for v in range(views + 1):
+            rng = np.random.default_rng([seed, v])
+            for start in range(0, len(samples), batch):
+                chunk = samples[start:start + batch]
+                pixels = np.stack([load_pixels(s, pre, augment if v else None, rng) for s in chunk])
+                feats = model.features(torch.from_numpy(pixels), cut).to(torch.float16)
+                if out is None:
+                    out = torch.empty((len(samples), views + 1, *feats.shape[1:]), dtype=torch.float16)
+                out[start:start + len(chunk), v] = feats
+                bar.update(len(chunk))
     assert out is not None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,17 +208,21 @@ def train(cfg: TrainConfig, images_root: Path = DEFAULT_IMAGES,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = command_parser("export.images.train", __doc__)
     ap.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and train.json")
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    ap.add_argument("--rates", choices=RATE_MODES, default="gls")
-    ap.add_argument("--stem", choices=("effnet-lite0", "patch"), default="effnet-lite0")
-    ap.add_argument("--size", type=int, default=192)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--views", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-minutes", type=float, default=12.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="training images (the data set folder)")
+    ap.add_argument("--rates", choices=RATE_MODES, default="gls",
+                    help="label-rate mode: GLS rates, class priors or plain BCE")
+    ap.add_argument("--stem", choices=("effnet-lite0", "patch"), default="effnet-lite0",
+                    help="image stem: pretrained EfficientNet-Lite0 blocks or a plain patch embedding")
+    ap.add_argument("--size", type=int, default=192, help="input size in pixels (square)")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs")
+    ap.add_argument("--views", type=int, default=3,
+                    help="augmented views per training image cached besides the clean one")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--max-minutes", type=float, default=12.0,
+                    help="stop training (not feature caching) after this many minutes")
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(spec=ViTSpec(size=args.size, stem=args.stem), rates=args.rates, epochs=args.epochs,
@@ -245,4 +252,4 @@ def load_checkpoint(path: Path) -> tuple[ImageViT, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "export.images.train")

@@ -18,7 +18,6 @@ runs/report-default/ (git-ignored).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -37,6 +36,7 @@ from .gold import OPENI, read_openi
 from .onnx import ExportError, export_student
 from .sentence_student import Tail, build_corpus, sentence_probs, train
 from .student import ReportStudent, save_student
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.reports.default")
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,15 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "export.reports.sentence_student"):
         logging.getLogger(name).setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m export.reports.default", description=__doc__.split("\n\n")[0])
-    p.add_argument("--candidate", default="minilm-l3-adapter", choices=sorted(select.CANDIDATES))
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
-    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
-    p.add_argument("--out", type=Path, default=SHIPPED)
-    p.add_argument("--work", type=Path, default=WORK)
-    p.add_argument("--cv-work", type=Path, default=select.WORK)
-    p.add_argument("--threads", type=int, default=1)
+    p = command_parser("export.reports.default", __doc__.split("\n\n")[0])
+    p.add_argument("--candidate", default="minilm-l3-adapter", choices=sorted(select.CANDIDATES),
+                   help="student candidate to train and ship")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the quality gate")
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl", help="Open-i reports (.jsonl) to train on")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv",
+                   help="Open-i gold labels (.csv) of the quality gate")
+    p.add_argument("--out", type=Path, default=SHIPPED, help="model folder to write (the shipped one by default)")
+    p.add_argument("--work", type=Path, default=WORK, help="working folder (pseudo-labels, checkpoints, caches)")
+    p.add_argument("--cv-work", type=Path, default=select.WORK,
+                   help="working folder of the cross-validation (shared with export.reports.select)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--ship", choices=("auto", "student", "combination"), default="auto",
                    help="auto: the pure student if its cross-validated macro F1 and six-finding mean reach the "
                         "rules', else the rule/student combination if it does, else nothing")
@@ -233,4 +236,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.default")

@@ -35,6 +35,7 @@ from radedge.reports.windows import ReportWindows
 from ..common import seed_everything
 from ..splits import is_holdout
 from .student import TOKENIZER_JSON, ReportStudent, load_encoder, save_student
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.reports.distill")
 
@@ -169,7 +170,7 @@ def train(records: Sequence[dict[str, Any]], model: ReportStudent, windows: Repo
 
 # ---- the command --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.reports.distill", description=__doc__.split("\n\n")[0])
+    p = command_parser("export.reports.distill", __doc__.split("\n\n")[0])
     p.add_argument("corpus", type=Path, help="pseudo-label corpus (.jsonl from export.reports.pseudolabel)")
     p.add_argument("-o", "--out", type=Path, required=True, help="student folder to write")
     p.add_argument("--base", required=True, help="Hugging Face encoder folder, or a config folder / config.json")
@@ -177,12 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, help="keep only the first N encoder layers")
     p.add_argument("--train-tokenizer", type=int, metavar="VOCAB",
                    help="train a WordPiece tokenizer of VOCAB tokens on the training reports (implies random init)")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--stride", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--max-length", type=int, default=128, help="tokens per window")
+    p.add_argument("--stride", type=int, default=32, help="tokens shared by consecutive windows of a long report")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per training batch")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=13, help="training seed")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)")
     p.add_argument("--max-minutes", type=float, help="stop training after this long (bounded runs)")
     p.add_argument("--limit", type=int, help="train on the first N training reports only (tests)")
@@ -236,4 +237,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.distill")

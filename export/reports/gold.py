@@ -8,10 +8,8 @@ macro F1 over the mapped findings). The same ids are written by `--write-ids` fo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +19,7 @@ from radedge.eval import EvalResult, evaluate, read_gold
 from radedge.reports.labeler import ReportLabeler
 
 from ..splits import is_holdout
+from ..cli import command_parser, run_command
 
 OPENI = Path(os.environ.get("RADEDGE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "openi"
 
@@ -54,10 +53,10 @@ def gold_eval(labeler: ReportLabeler, reports: Path, gold: Path, only_holdout: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.reports.gold", description=__doc__.split("\n\n")[0])
+    p = command_parser("export.reports.gold", __doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", default=["default", "rules"], help="model folders/names, or 'rules'")
-    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
-    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl", help="Open-i reports (.jsonl)")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv", help="Open-i gold labels (.csv)")
     p.add_argument("--all", action="store_true", help="score every dev report (trained-on ones included)")
     p.add_argument("--write-ids", type=Path, help="write the held-out ids, one per line, and exit")
     p.add_argument("--table", action="store_true", help="print the per-finding tables too")
@@ -75,4 +74,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.gold")

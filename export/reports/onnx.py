@@ -20,7 +20,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -41,6 +40,7 @@ from radedge.reports.windows import ReportWindows
 
 from ..common import git_commit
 from .student import TOKENIZER_JSON, ReportStudent, load_student
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.reports.onnx")
 
@@ -231,18 +231,20 @@ def read_texts(path: Path, holdout_only: bool = True) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    p = argparse.ArgumentParser(prog="python -m export.reports.onnx", description=__doc__.split("\n\n")[0])
+    p = command_parser("export.reports.onnx", __doc__.split("\n\n")[0])
     p.add_argument("student", type=Path, help="student folder from export.reports.distill")
     p.add_argument("-o", "--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--dev", type=Path, required=True, help="reports .jsonl (id, text) for parity and the gate")
     p.add_argument("--all-dev", action="store_true", help="use every report in --dev, not only the hold-out")
     p.add_argument("--name", help="model name in the manifest (default: the folder name)")
-    p.add_argument("--gate", type=float, default=0.99)
-    p.add_argument("--parity-tol", type=float, default=1e-3)
+    p.add_argument("--gate", type=float, default=0.99,
+                   help="least label agreement of the int8 model with the fp32 ONNX model")
+    p.add_argument("--parity-tol", type=float, default=1e-3,
+                   help="largest |logit difference| PyTorch vs ONNX fp32 accepted")
     p.add_argument("--no-gather", action="store_true", help="quantize MatMul only (keep embeddings fp32)")
     p.add_argument("--metrics", type=Path, help="JSON of further metrics for the manifest")
     p.add_argument("--card", type=Path, help="MODEL_CARD.md to ship")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
     p.add_argument("--cv", type=Path, help="select's summary.json: refuse a student below its teacher there")
     p.add_argument("--cv-name", help="the student's row in --cv")
     args = p.parse_args(argv)
@@ -262,4 +264,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.onnx")

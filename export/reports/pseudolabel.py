@@ -29,18 +29,20 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from radedge.cli import Progress
 from radedge.errors import InputError
-from radedge.io.readers import FORMATS, ReaderOptions, read_reports
+from radedge.io.readers import FORMATS, ReaderOptions, count_reports, read_reports
 from radedge.io.records import RecordWriter
 from radedge.labels import N_CLASSES, N_FINDINGS, apply_no_finding
 from radedge.manifest import sha256_file
 from radedge.reports.labeler import decode_report
 from radedge.reports.sections import findings_text
 
+from ..cli import command_parser, run_command
 from .teachers import TeacherLabel
 
 log = logging.getLogger("export.reports.pseudolabel")
@@ -151,9 +153,11 @@ def sentence_chunk(teachers: Sequence[Any], records: Sequence[dict[str, Any]]) -
 
 
 def pseudolabel(reports: Iterable[tuple[Any, Any]], teachers: Sequence[Any], writer: RecordWriter,
-                chunk_size: int = CHUNK, sentences: bool = False) -> dict[str, int]:
+                chunk_size: int = CHUNK, sentences: bool = False,
+                progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Label a stream of (id, report) pairs into `writer`, skipping ids it already holds (resume).
-    With `sentences`, each report's sentences follow it as records of their own (`sentence_chunk`)."""
+    With `sentences`, each report's sentences follow it as records of their own (`sentence_chunk`).
+    `progress(n)` is told of every n reports done (an LLM teacher takes minutes)."""
     done = {str(r.get("id")) for r in writer.existing}
     stats = {"labelled": 0, "failed": 0, "resumed": len(done), "sentences": 0}
     it: Iterator[tuple[Any, Any]] = (pair for pair in reports if str(pair[0]) not in done)
@@ -168,6 +172,8 @@ def pseudolabel(reports: Iterable[tuple[Any, Any]], teachers: Sequence[Any], wri
             writer.write(rec)
             stats["failed" if rec.get("error") else "labelled"] += 1
         log.debug("%d labelled, %d failed", stats["labelled"], stats["failed"])
+        if progress is not None:
+            progress(len(chunk))
     return stats
 
 
@@ -191,22 +197,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m export.reports.pseudolabel", description=__doc__.split("\n\n")[0])
-    p.add_argument("input", type=Path)
+    p = command_parser("export.reports.pseudolabel", __doc__.split("\n\n")[0])
+    p.add_argument("input", type=Path,
+                   help="reports to label: CSV, JSONL, a .txt file or folder, Open-i XML (as radedge label-reports reads)")
     p.add_argument("-o", "--out", type=Path, required=True, help="corpus .jsonl")
-    p.add_argument("--teacher", choices=("rules", "llm", "both"), default="rules")
+    p.add_argument("--teacher", choices=("rules", "llm", "both"), default="rules",
+                   help="who labels: the rule labeler, an LLM endpoint, or both")
     p.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--llm-model", help="the model name the endpoint serves")
     p.add_argument("--cache", type=Path, help="LLM answer cache (.jsonl; default OUT.llm-cache.jsonl)")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--attempts", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=4, help="LLM requests in flight at once")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    p.add_argument("--attempts", type=int, default=4, help="tries per report before its LLM answer counts as failed")
     p.add_argument("--lexicons", help="rule lexicon folder (default: the packaged lexicons)")
-    p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--text-column")
-    p.add_argument("--id-column")
-    p.add_argument("--text-field")
-    p.add_argument("--id-field")
+    p.add_argument("--input-format", "--format", dest="format", choices=FORMATS, default="auto",
+                   help="input format, as in radedge label-reports (auto: from the name)")
+    p.add_argument("--text-column", help="older spelling of --text-field for CSV")
+    p.add_argument("--id-column", help="older spelling of --id-field for CSV")
+    p.add_argument("--text-field", help="CSV with a header or JSONL: the column / field holding the report text")
+    p.add_argument("--id-field", help="CSV with a header or JSONL: the column / field holding the report id")
     p.add_argument("--sentences", action="store_true",
                    help="also label each sentence of each report as a record of its own (training augmentation)")
     p.add_argument("--overwrite", action="store_true", help="start the corpus afresh instead of resuming")
@@ -218,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with RecordWriter(args.out, resume=not args.overwrite) as writer:
             prov = provenance(args, teachers, argv)
             Path(str(args.out) + ".provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
-            stats = pseudolabel(reports, teachers, writer, sentences=args.sentences)
+            with Progress(" reports", quiet=False, total=count_reports(args.input, args.format)) as bar:
+                bar.update(0)
+                stats = pseudolabel(reports, teachers, writer, sentences=args.sentences, progress=bar.update)
     finally:
         for t in teachers:
             t.close()
@@ -229,4 +240,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.pseudolabel")

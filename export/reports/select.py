@@ -11,12 +11,10 @@ result is kept in runs/report-cv/<candidate>/fold<k>.npy, so a stopped run resum
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,6 +33,7 @@ from .sentence_student import (
     Corpus, Features, Recipe, Tail, build_corpus, frozen_states, predict_reports, teacher_report_classes, token_rows,
     train, write_json)
 from .student import ReportStudent, load_encoder, make_heads
+from ..cli import command_parser, run_command
 
 log = logging.getLogger("export.reports.select")
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,14 +209,14 @@ def extra_texts(covid: Path | None) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    p = argparse.ArgumentParser(prog="python -m export.reports.select", description=__doc__.split("\n\n")[0])
-    p.add_argument("--folds", type=int, default=5)
+    p = command_parser("export.reports.select", __doc__.split("\n\n")[0])
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--only", nargs="*", choices=sorted(CANDIDATES), help="candidates to run (default: the main ones)")
-    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl")
-    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv")
-    p.add_argument("--covid-notes", type=Path, default=COVID_NOTES)
-    p.add_argument("--work", type=Path, default=WORK)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reports", type=Path, default=OPENI / "reports.jsonl", help="Open-i reports (.jsonl)")
+    p.add_argument("--gold", type=Path, default=OPENI / "gold-dev.csv", help="Open-i gold labels (.csv)")
+    p.add_argument("--covid-notes", type=Path, default=COVID_NOTES, help="extra unlabelled notes for pseudo-labelling")
+    p.add_argument("--work", type=Path, default=WORK, help="working folder (folds, checkpoints, caches)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--epochs", type=int, help="override every candidate's epochs (quick runs)")
     p.add_argument("--limit", type=int, help="first N reports only (tests)")
     args = p.parse_args(argv)
@@ -261,4 +260,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "export.reports.select")

@@ -2,7 +2,7 @@
 every corpus file is handled right.
 
     python -m benchmarks.dicom throughput [--model default|standin|PATH] [--repeats 3] [--json OUT.json]
-    python -m benchmarks.dicom score-dicoms [--copies 8] [--repeats 3] [--baseline CHECKOUT]
+    python -m benchmarks.dicom score-dicoms [--copies 8] [--repeats 3] [--baseline CHECKOUT] [--modes ...]
     python -m benchmarks.dicom parity [--margin 1]
     python -m benchmarks.dicom memory [--sizes 1000,10000] [--model default|standin|PATH] [--workers 2]
     python -m benchmarks.dicom corpus [--model default|standin|PATH] [--workers 2]
@@ -363,7 +363,7 @@ def run_score_dicoms(folder: Path, out: Path, extra: Sequence[str] = (), pythonp
            *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=pythonpath)  # -m puts cwd first
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -371,12 +371,14 @@ def run_score_dicoms(folder: Path, out: Path, extra: Sequence[str] = (), pythonp
     return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = None) -> dict[str, Any]:
+def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = None,
+                    modes_run: Sequence[str] = ("reduced", "full-resolution", "baseline")) -> dict[str, Any]:
     """Median wall seconds and images/s of score-dicoms per group and mode (see the module docstring)."""
     files = fullsize_folder()
     modes: dict[str, tuple[list[str], Path]] = {"reduced": ([], ROOT), "full-resolution": (["--full-resolution"], ROOT)}
     if baseline is not None:
         modes["baseline"] = ([], baseline)
+    modes = {m: v for m, v in modes.items() if m in modes_run or m == "reduced"}
     out: dict[str, Any] = {"cpus": os.cpu_count(), "copies": copies, "repeats": repeats,
                            "baseline": str(baseline) if baseline else None, "groups": {}}
     with tempfile.TemporaryDirectory(prefix="radedge-bench-ab-") as tmp:
@@ -612,7 +614,7 @@ def throughput_main(args: argparse.Namespace) -> int:
 
 
 def score_dicoms_main(args: argparse.Namespace) -> int:
-    result = score_dicoms_ab(args.copies, args.repeats, args.baseline)
+    result = score_dicoms_ab(args.copies, args.repeats, args.baseline, args.modes.split(","))
     print(format_ab(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -667,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--copies", type=int, default=8, help="copies of each full-size file per group")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--baseline", type=Path, default=None, help="another checkout to run as a third mode")
+    p.add_argument("--modes", default="reduced,full-resolution,baseline", help="which modes to run (reduced always)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.set_defaults(run=score_dicoms_main)
     p = sub.add_parser("parity", help="scores of JPEG 2000 / JPEG files, full against reduced decoding")

@@ -4,7 +4,8 @@ Commands that other installed packages provide join the group through the `raded
 point group (`radedge build-engine` comes from runtimes/tensorrt this way), so radedge lists and runs
 them without importing those packages by name.
 
-Exit codes (DESIGN.md): 0 every input handled; 1 finished but some inputs failed; 2 nothing done.
+Exit codes (DESIGN.md, README "The error contract"): 0 every input handled; 1 finished but some
+inputs failed; 2 nothing done; 130 interrupted (Ctrl-C / SIGINT; what was written stays and resumes).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import click
 
 from .errors import RadEdgeError
 
-EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_DONE = 0, 1, 2
+EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_DONE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # name -> "module:attribute"; modules are imported only when their command runs.
 COMMANDS = {
@@ -109,13 +110,16 @@ def fail(message: str, code: int = EXIT_NOTHING_DONE) -> None:
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn RadEdgeError / OSError / ValueError raised before or outside per-item handling into
-    a one-line error and exit 2 (`--verbose` adds the traceback)."""
+    a one-line error and exit 2 (`--verbose` adds the traceback); an interrupt (SIGINT) exits 130,
+    not 1, which means "finished, some items failed"."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            fail("interrupted; records written so far are kept, and a rerun resumes after them", EXIT_INTERRUPTED)
         except (RadEdgeError, OSError, ValueError) as exc:
             ctx = click.get_current_context(silent=True)
             if ctx is not None and (ctx.find_root().obj or {}).get("verbose"):

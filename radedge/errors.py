@@ -74,3 +74,12 @@ class SkippedInput(InputError):
 
 class TrainingError(RadEdgeError):
     """Offline training or export (export/) stopped at one of its checks; the runtime never raises it."""
+
+
+def item_failure(exc: BaseException) -> bool:
+    """Whether an exception raised while processing one item is that item's failure (to record and
+    go on) rather than the run's end: everything but an interrupt or exit. Native decoders raise
+    `BaseException`s that are not `Exception`s (a Rust panic in pylibjpeg-rle is
+    `pyo3_runtime.PanicException`), so per-item handlers catch BaseException and re-raise unless this
+    says True."""
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))

@@ -187,19 +187,39 @@ def read_predictions(path: PathLike) -> tuple[list[str] | None, np.ndarray]:
                         row = [_label_value(v) for v in labels]
                     else:
                         raise ValueError("labels must be an object keyed by finding or a list of 14")
+                    if record.get("error"):
+                        raise ValueError(f"an error record ({record['error']}): it has no labels to score")
                     ids.append(str(record["id"]))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                     raise ValueError(f"{path}: line {number}: {exc}") from None
                 rows.append(row)
+        _check_unique(path, ids)
         return ids, np.asarray(rows, dtype=np.int8).reshape(-1, N_FINDINGS)
     header, body = _open_csv(path)
     missing = [name for name in FINDINGS if name not in header]
     if missing:
         raise ValueError(f"{path}: not a CheXpert-format prediction CSV, missing columns {missing}")
+    if "Error" in header:
+        failed = [n for n, row in enumerate(body, start=2) if len(row) > header.index("Error")
+                  and row[header.index("Error")].strip()]
+        if failed:
+            raise ValueError(f"{path}: {len(failed)} error record(s) (rows {failed[:3]}...): they have no labels "
+                             f"to score; fix those inputs, or drop their rows to score the rest")
     classes = _csv_classes(path, body, [header.index(name) for name in FINDINGS])
     id_col = header.index("id") if "id" in header else None
-    ids = [row[id_col].strip() for row in body] if id_col is not None else None
+    ids = [row[id_col].strip() if id_col < len(row) else "" for row in body] if id_col is not None else None
+    if ids is not None:
+        _check_unique(path, ids)
     return ids, classes
+
+
+def _check_unique(path: PathLike, ids: Sequence[str]) -> None:
+    """ValueError when an id has two predictions (which one to score would be a guess)."""
+    seen: set[str] = set()
+    for pid in ids:
+        if pid in seen:
+            raise ValueError(f"{path}: id {pid!r} has more than one prediction")
+        seen.add(pid)
 
 
 def align(gold: Gold, pred_ids: list[str] | None, pred: np.ndarray, path: PathLike = "predictions") -> np.ndarray:
@@ -336,6 +356,8 @@ def score(gold: Gold, pred: np.ndarray) -> EvalResult:
 
 def _subset(gold: Gold, ids: Iterable[str]) -> tuple[Gold, np.ndarray]:
     wanted = {str(i).strip() for i in ids}
+    if not wanted:
+        raise ValueError("no ids to evaluate on (an empty selection would score nothing)")
     rows = [i for i, gid in enumerate(gold.ids) if gid in wanted]
     missing = wanted - {gold.ids[i] for i in rows}
     if missing:
@@ -365,7 +387,9 @@ def read_ids(path: PathLike) -> list[str]:
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     if lines and lines[0].split(",")[0].strip() == "id":
-        return [line.split(",")[0].strip() for line in lines[1:]]
+        lines = [line.split(",")[0].strip() for line in lines[1:]]
+    if not lines:
+        raise ValueError(f"{path}: no ids in the file (an empty selection would score nothing)")
     return lines
 
 

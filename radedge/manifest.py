@@ -1,7 +1,11 @@
 """`manifest.json`: what a shipped model is, how it was made, and how to feed it.
 
 A model folder is trusted only when every file matches its recorded sha256 and the ONNX graph's
-inputs and outputs match what the manifest declares.
+inputs and outputs match what the manifest declares. The manifest itself (thresholds, preprocessing,
+which files to trust) is protected the same way: `manifest.sha256`, written beside it by
+`Manifest.write` (so every export writes it), holds its sha256, and a manifest that does not match
+is not read. Files named in `files` are plain relative paths inside the folder (no `..`, no absolute
+path, no link out of it), regular files, and the report tokenizer must be one of them.
 """
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import ChecksumError, ManifestError
+from .errors import ChecksumError, InputError, ManifestError
+from .io.files import open_regular, read_regular
 from .labels import CLASSES, FINDINGS
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MANIFEST_SHA256_NAME = "manifest.sha256"  # "<sha256>  manifest.json", as sha256sum writes it
+MAX_MANIFEST_BYTES = 1 << 20
 TASKS = ("report-labels", "image-findings")
 PRECISIONS = ("fp32", "fp16", "int8")
 SYMBOLIC_AXES = ("batch", "sequence")
@@ -96,12 +103,18 @@ class Manifest:
 
     @classmethod
     def read(cls, model_dir: str | os.PathLike) -> "Manifest":
+        """The manifest of a model folder, once its bytes match `manifest.sha256` (ManifestError if not)."""
         path = Path(model_dir) / MANIFEST_NAME
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = _read_small(path)
         except FileNotFoundError as exc:
             raise ManifestError(f"{path}: no manifest.json") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise ManifestError(f"{path}: unreadable manifest ({exc})") from exc
+        check_manifest_sha256(Path(model_dir), raw)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ManifestError(f"{path}: unreadable manifest ({exc})") from exc
         try:
             return cls.from_dict(data)
@@ -117,13 +130,19 @@ class Manifest:
             raise ManifestError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if list(self.labels) != list(FINDINGS):
             raise ManifestError("labels must be the 14 CheXpert findings in DESIGN.md order")
-        if not self.files or "model.onnx" not in self.files:
+        if not isinstance(self.files, dict) or "model.onnx" not in self.files:
             raise ManifestError("files must list model.onnx with its sha256")
+        for rel, digest in self.files.items():
+            check_relative(rel)
+            if not (isinstance(digest, str) and len(digest) == 64):
+                raise ManifestError(f"files[{rel!r}]: not a sha256 hex digest")
         if self.task == "report-labels":
             if list(self.classes or []) != list(CLASSES):
                 raise ManifestError(f"report models need classes {list(CLASSES)}")
             if not self.tokenizer or not self.max_length:
                 raise ManifestError("report models need tokenizer and max_length")
+            if self.tokenizer not in self.files:
+                raise ManifestError(f"tokenizer {self.tokenizer!r} is not in files: it would load unverified")
         if self.task == "image-findings" and not self.preprocess:
             raise ManifestError("image models need a preprocess section")
         if self.trained_findings is not None:
@@ -154,23 +173,34 @@ class Manifest:
         return d
 
     def write(self, model_dir: str | os.PathLike) -> Path:
-        """Write manifest.json atomically (temp file, then rename)."""
+        """Write manifest.json atomically (temp file, then rename), then manifest.sha256 beside it."""
         path = Path(model_dir) / MANIFEST_NAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        data = (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8")
+        for name, content in ((MANIFEST_NAME, data), (MANIFEST_SHA256_NAME, _sha256_line(data))):
+            tmp = Path(model_dir) / (name + ".tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, Path(model_dir) / name)
         return path
 
     # ---- integrity -------------------------------------------------------------------------
     def verify_files(self, model_dir: str | os.PathLike) -> None:
-        """Raise ChecksumError unless every listed file exists and matches its sha256."""
+        """Raise ChecksumError unless every listed file is a regular file inside the folder and
+        matches its sha256."""
         for rel, expected in self.files.items():
-            path = Path(model_dir) / rel
-            if not path.is_file():
-                raise ChecksumError(f"{path}: listed in the manifest but missing")
-            actual = sha256_file(path)
+            actual = sha256_file(inside(model_dir, rel))
             if actual != expected:
+                path = Path(model_dir) / rel
                 raise ChecksumError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…")
+
+    def read_verified(self, model_dir: str | os.PathLike, rel: str) -> bytes:
+        """The bytes of a listed file, checked against its sha256 as read (what is checked is what is used)."""
+        if rel not in self.files:
+            raise ManifestError(f"{rel!r} is not in the manifest's files: it cannot be verified")
+        with open_in(model_dir, rel) as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != self.files[rel]:
+            raise ChecksumError(f"{Path(model_dir) / rel}: sha256 does not match the manifest's")
+        return data
 
     def check_graph(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> None:
         """Compare the graph's declared tensors with the manifest's; symbolic axes match anything dynamic."""
@@ -197,11 +227,83 @@ def _compare_specs(kind: str, declared: Sequence[TensorSpec], actual: Sequence[T
                 raise ManifestError(f"{kind} {want.name!r}: graph axis is dynamic where the manifest fixes {w}")
 
 
+def check_relative(rel: Any) -> None:
+    """ManifestError unless `rel` is a plain relative path (no '..', not absolute, no backslash)."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
+        raise ManifestError(f"files: {rel!r} is not a relative file name")
+    parts = rel.split("/")
+    if rel.startswith("/") or os.path.isabs(rel) or any(p in ("", ".", "..") for p in parts):
+        raise ManifestError(f"files: {rel!r} must name a file inside the model folder")
+
+
+def inside(model_dir: str | os.PathLike, rel: str) -> Path:
+    """The path of `rel` in the model folder; ChecksumError when it is missing or (through links)
+    leaves the folder."""
+    check_relative(rel)
+    folder = Path(model_dir).resolve()
+    path = folder / rel
+    if not path.exists():
+        raise ChecksumError(f"{Path(model_dir) / rel}: listed in the manifest but missing")
+    if folder not in path.resolve().parents:
+        raise ChecksumError(f"{Path(model_dir) / rel}: a link out of the model folder")
+    return path
+
+
+def open_in(model_dir: str | os.PathLike, rel: str) -> Any:
+    """A listed file opened for reading: inside the folder and a regular file (ChecksumError if not)."""
+    path = inside(model_dir, rel)
+    try:
+        return open_regular(path)
+    except InputError as exc:
+        raise ChecksumError(f"{path}: {exc}") from exc
+
+
+def _read_small(path: Path) -> bytes:
+    """A manifest-sized regular file (OSError if not regular or too large)."""
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(path)
+    try:
+        return read_regular(path, MAX_MANIFEST_BYTES, path.name)
+    except InputError as exc:
+        raise OSError(str(exc)) from exc
+
+
+def _sha256_line(data: bytes) -> bytes:
+    return f"{hashlib.sha256(data).hexdigest()}  {MANIFEST_NAME}\n".encode("ascii")
+
+
+def check_manifest_sha256(model_dir: Path, raw: bytes) -> None:
+    """ManifestError unless `manifest.sha256` in the folder holds the sha256 of `raw` (the manifest's bytes)."""
+    where = model_dir / MANIFEST_SHA256_NAME
+    try:
+        recorded = _read_small(where).decode("ascii", errors="replace").split()
+    except OSError as exc:
+        raise ManifestError(f"{where}: missing or unreadable, so {MANIFEST_NAME} cannot be trusted; "
+                            f"re-export the model (Manifest.write writes it)") from exc
+    actual = hashlib.sha256(raw).hexdigest()
+    if not recorded or recorded[0].lower() != actual:
+        raise ManifestError(f"{model_dir / MANIFEST_NAME}: sha256 {actual[:12]}… does not match {MANIFEST_SHA256_NAME}: "
+                            f"the manifest was edited after export")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        f = open_regular(path)
+    except InputError as exc:
+        raise ChecksumError(f"{path}: {exc}") from exc
+    with f:
         while block := f.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(folder: str | os.PathLike) -> str:
+    """One sha256 over every file under `folder` (relative names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + sha256_file(path).encode() + b"\n")
     return h.hexdigest()
 
 

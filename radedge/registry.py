@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ManifestError, ModelNotFoundError
-from .manifest import MANIFEST_NAME, Manifest
+from .manifest import MANIFEST_NAME, Manifest, sha256_file
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -43,13 +43,24 @@ def search_path() -> list[Path]:
     return seen
 
 
+def is_path(text: str) -> bool:
+    """A model given as a path (it has a folder separator, or starts with '.' or '~'), not a name.
+
+    A bare name is looked up on the search path only, never in the working directory: a folder
+    called `report-student` where the command happens to run must not replace the shipped model."""
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(sep in text for sep in seps) or text.startswith((".", "~"))
+
+
 def resolve(name_or_path: str | os.PathLike, task: str) -> Path:
-    """The model folder for a name, `"default"`, or a path; raises ModelNotFoundError."""
-    text = str(name_or_path)
+    """The model folder for a name, `"default"`, or a path (see `is_path`); raises ModelNotFoundError."""
+    text = os.fspath(name_or_path) if isinstance(name_or_path, os.PathLike) else str(name_or_path)
+    if isinstance(name_or_path, os.PathLike) and not is_path(text):
+        text = os.path.join(os.curdir, text)  # a Path object is a path, even a bare one
     if text == "default":
         text = DEFAULTS[task]
-    candidate = Path(text).expanduser()
-    if candidate.is_dir() or os.sep in text or text.startswith("."):
+    if is_path(text):
+        candidate = Path(text).expanduser()
         if (candidate / MANIFEST_NAME).is_file():
             return candidate
         raise ModelNotFoundError(f"{candidate}: not a model folder (no {MANIFEST_NAME})")
@@ -80,6 +91,12 @@ class LoadedModel:
     path: Path
     manifest: Manifest
     backend: "Backend"
+    sha256: str = ""  # of manifest.json, which pins the sha256 of every other file
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What an output records as the model that made it (resuming with another is refused)."""
+        return {"name": self.manifest.name, "sha256": self.sha256, "model.onnx": self.manifest.files["model.onnx"]}
 
 
 def open_model(name_or_path: str | os.PathLike, task: str, backend: str = "onnxruntime", device: str = "cpu",
@@ -97,4 +114,5 @@ def load_folder(path: Path, task: str | None = None, backend: str = "onnxruntime
     if task is not None and manifest.task != task:
         raise ManifestError(f"{path}: a {manifest.task!r} model, not {task!r}")
     manifest.verify_files(path)
-    return LoadedModel(path, manifest, open_backend(path, manifest, backend=backend, device=device, threads=threads))
+    return LoadedModel(path, manifest, open_backend(path, manifest, backend=backend, device=device, threads=threads),
+                       sha256_file(Path(path) / MANIFEST_NAME))

@@ -16,6 +16,7 @@ from tests.paths import need_data
 
 from radedge.cli import main
 from radedge.pipelines.reports import CSV_COLUMNS
+from radedge.io.records import meta_path
 from radedge.labels import FINDINGS
 from radedge.reports.labeler import ReportLabeler
 from tests.openi_xml import OPENI_XML
@@ -144,6 +145,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path: Path, suff
         assert whole.startswith(prefix)
         part = tmp_path / f"part{suffix}"
         part.write_bytes(whole[:len(prefix) + torn])
+        meta_path(part).write_bytes(meta_path(full).read_bytes())  # the killed run had started this output
         r = run(src, "-o", part, "--model", "rules", "--quiet")
         assert r.exit_code == 0, r.output
         assert part.read_bytes() == whole  # no record lost, none written twice
@@ -167,7 +169,7 @@ def test_resume_refuses_an_output_of_another_input(tmp_path: Path) -> None:
     assert r.exit_code == 0 and len(read_csv(out)) == 20 and out.read_bytes() != before
     write_reports_csv(other, 5, offset=100)  # the same input, cut short
     r = run(other, "-o", out, "--model", "rules", "--quiet")
-    assert r.exit_code == 2 and "only 5 reports" in r.stderr
+    assert r.exit_code == 2 and "another input" in r.stderr  # OUTPUT.meta.json: the input file changed
 
 
 def test_rerun_still_reports_earlier_failures(mixed_folder: Path, tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_bad_arguments_exit_2(tmp_path: Path, tiny_report_model: Path) -> None:
         ([src, "-o", out, "--batch-size", "0"], "batch-size"),
         ([src, "-o", out, "--format", "parquet"], "format"),
         ([tmp_path / "reports.parquet", "-o", out], "no such file"),
-        ([src, "-o", src], "overwrite the input"),
+        ([src, "-o", src], "the output is the input"),
     ]
     for args, message in cases:
         r = run(*args, *([] if "--model" in map(str, args) else ["--model", "rules"]))

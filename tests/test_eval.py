@@ -35,7 +35,7 @@ def chexpert_pair(tmp_path: Path) -> tuple[Path, Path]:
     # uncertain: tp 1 -> P 1, R 1
     gold = [{"Cardiomegaly": v} for v in ("1.0", "1.0", "0.0", "-1.0", "")]
     pred = [{"Cardiomegaly": v} for v in ("1.0", "0.0", "1.0", "-1.0", "1.0")]
-    return chexpert_csv(tmp_path / "gold.csv", gold), chexpert_csv(tmp_path / "pred.csv", pred, extra="Error")
+    return chexpert_csv(tmp_path / "gold.csv", gold), chexpert_csv(tmp_path / "pred.csv", pred, extra="Note")
 
 
 def test_chexpert_gold_known_scores(chexpert_pair: tuple[Path, Path]) -> None:

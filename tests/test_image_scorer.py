@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from tests.dicom_factory import ramp, write_image, write_sr
+from tests.tiny_models import rewrite_manifest
 
 from radedge import ImageScorer
 from radedge.errors import ManifestError, ModelNotFoundError
@@ -29,7 +30,7 @@ def test_paths_and_arrays(tiny_image_model, tmp_path):
     assert results[0].sop_uid and results[1].sop_uid == ""
     assert results[2].source == "array[2]"
     assert "no pixel data" in results[3].reason and results[3].probabilities is None
-    assert results[4].error_type == "FileNotFoundError"
+    assert results[4].error_type == "UnreadableFileError" and "no such file" in results[4].reason
     # the same pixels give the same scores whatever the container
     np.testing.assert_allclose(results[1].probabilities, results[2].probabilities, atol=1e-6)
 
@@ -39,11 +40,11 @@ def test_dicom_content_under_a_picture_name_is_read_as_dicom(tiny_image_model, t
     # file that starts directly with its file meta (no preamble, no "DICM").
     scorer = ImageScorer.load(str(tiny_image_model))
     good = write_image(tmp_path / "a.dcm")
-    reference = scorer(good)[0]
+    reference = scorer(good)  # one input, one result
     for name, data in (("part10.png", good.read_bytes()), ("dicm.png", good.read_bytes()[128:]),
                        ("meta.png", good.read_bytes()[132:])):
         (tmp_path / name).write_bytes(data)
-        (result,) = scorer(tmp_path / name)
+        result = scorer(tmp_path / name)
         assert result.status == "scored", (name, result.reason)
         assert result.sop_uid == reference.sop_uid
         np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-6)
@@ -52,7 +53,7 @@ def test_dicom_content_under_a_picture_name_is_read_as_dicom(tiny_image_model, t
 def test_single_input_and_matches_direct_inference(tiny_image_model):
     scorer = ImageScorer.load(str(tiny_image_model))
     image = np.random.default_rng(1).random((50, 40)).astype(np.float32)
-    (result,) = scorer(image)
+    result = scorer(image)
     direct = scorer.model.backend.run({"pixels": preprocess(image, scorer.spec)[None]})["probs"][0]
     np.testing.assert_allclose(result.probabilities, direct, rtol=1e-6)
 
@@ -60,8 +61,8 @@ def test_single_input_and_matches_direct_inference(tiny_image_model):
 def test_thresholds_come_from_the_manifest(tiny_image_model):
     manifest = json.loads((tiny_image_model / "manifest.json").read_text())
     manifest["thresholds"] = {name: (0.0 if i % 2 else 1.01) for i, name in enumerate(FINDINGS)}
-    (tiny_image_model / "manifest.json").write_text(json.dumps(manifest))
-    (result,) = ImageScorer.load(str(tiny_image_model))(np.full((20, 20), 0.5, np.float32))
+    rewrite_manifest(tiny_image_model, manifest)
+    result = ImageScorer.load(str(tiny_image_model))(np.full((20, 20), 0.5, np.float32))
     assert list(result.labels) == [i % 2 for i in range(14)]
     assert result.positive() == [name for i, name in enumerate(FINDINGS) if i % 2]
 
@@ -87,8 +88,8 @@ def test_thread_safe(tiny_image_model):
 
 def test_views_option(tiny_image_model, tmp_path):
     lateral = write_image(tmp_path / "l.dcm", view="LL")
-    assert ImageScorer.load(str(tiny_image_model))(lateral)[0].status == "skipped"
-    assert ImageScorer.load(str(tiny_image_model), views="PA,AP,LL")(lateral)[0].status == "scored"
+    assert ImageScorer.load(str(tiny_image_model))(lateral).status == "skipped"
+    assert ImageScorer.load(str(tiny_image_model), views="PA,AP,LL")(lateral).status == "scored"
 
 
 def test_bad_array_is_a_per_item_error(tiny_image_model):

@@ -86,5 +86,5 @@ def test_train_export_quantize_and_score(tmp_path: Path):
         assert np.all((r.probabilities[trained] >= 0) & (r.probabilities[trained] <= 1))
         assert set(r.findings()) == set(manifest.trained_findings)
     noise = np.random.default_rng(1).random((64, 64)).astype(np.float32)
-    flagged = ImageScorer.load(out)(noise)[0]
+    flagged = ImageScorer.load(out)(noise)  # one image, one result
     assert flagged.status == "out-of-distribution" and flagged.probabilities is None and flagged.ood_score > 1

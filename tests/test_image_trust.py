@@ -64,10 +64,10 @@ def test_manifest_refuses_unknown_or_untrained_findings(tiny_image_model):
 
 # ---- findings not trained ---------------------------------------------------------------------------
 def test_untrained_findings_are_not_available(tiny_image_model):
-    before = ImageScorer.load(tiny_image_model)(ramp(top=255, dtype=np.uint8))[0]
+    before = ImageScorer.load(tiny_image_model)(ramp(top=255, dtype=np.uint8))  # one image, one result
     _edit(tiny_image_model, trained_findings=TRAINED,
           calibration={"Pneumonia": {"method": "platt", "a": 1.0, "b": 2.0}})
-    result = ImageScorer.load(tiny_image_model)(ramp(top=255, dtype=np.uint8))[0]
+    result = ImageScorer.load(tiny_image_model)(ramp(top=255, dtype=np.uint8))  # one image, one result
     trained = np.array([f in TRAINED for f in FINDINGS])
     assert np.all(np.isnan(result.probabilities[~trained])) and np.all(np.isnan(result.labels[~trained]))
     assert list(result.findings()) == TRAINED

@@ -23,11 +23,11 @@ def pairs(path: Path, fmt: str = "auto", **options: str) -> list[tuple]:
 def test_headerless_csv_is_the_chexpert_input_convention(tmp_path: Path) -> None:
     path = tmp_path / "reports.csv"
     long_report = "no pneumothorax. " * 20000  # one cell far beyond the csv module's 128 KiB default
-    path.write_bytes(b"\xef\xbb\xbf" + b'First report.,ignored\n"Two lines,\nand a comma."\n\n'
+    path.write_bytes(b"\xef\xbb\xbf" + b'First report., not ignored\n"Two lines,\nand a comma."\n\n'
                      + b"bad \xff byte\n" + long_report.encode() + b"\n")
     got = pairs(path)
     assert [rid for rid, _ in got] == [1, 2, 3, 4, 5]
-    assert got[0][1] == "First report."  # BOM dropped, only the first column
+    assert got[0][1] == "First report., not ignored"  # BOM dropped; one column: an unquoted comma joined back
     assert got[1][1] == "Two lines,\nand a comma."
     assert got[2][1] == ""  # a blank line is an empty report; row numbers stay aligned
     assert got[3][1] == b"bad \xff byte"  # invalid UTF-8: the original bytes, for a per-report error

@@ -19,7 +19,7 @@ def test_record_writer_resumes_after_torn_write(tmp_path: Path, suffix: str):
         f.write('3,"half a rec' if suffix == ".csv" else '{"id": "3", "te')
     with RecordWriter(out, cols, resume=True) as w:
         assert [r["id"] for r in w.existing] == ["1", "2"]
-        assert w.existing[0]["text"] == "line one\nwith a newline, and comma"
+        assert list(w.existing)[0]["text"] == "line one\nwith a newline, and comma"
         w.write({"id": "3", "text": "three"})
     with RecordWriter(out, cols, resume=True) as w:
         assert [str(r["id"]) for r in w.existing] == ["1", "2", "3"]

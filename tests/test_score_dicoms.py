@@ -198,7 +198,7 @@ def test_whole_corpus_as_manifest_expects(tiny_image_model, tmp_path):
     assert "EXTREMITY" in by_path["wg04/RG3_J2KR.dcm"]["reason"]
 
 
-def test_walk_is_sorted_streaming_and_skips_directory_links(tmp_path):
+def test_walk_is_sorted_streaming_and_yields_directory_links_unfollowed(tmp_path):
     import types
 
     from radedge.images.walk import walk_files
@@ -211,7 +211,7 @@ def test_walk_is_sorted_streaming_and_skips_directory_links(tmp_path):
     (root / "link_to_c").symlink_to(root / "c")
     walk = walk_files(root)
     assert isinstance(walk, types.GeneratorType)
-    assert [p.relative_to(root).as_posix() for p in walk] == ["a/y/x", "a/z", "b/10", "b/2", "c", "link_to_c"]
+    assert [p.relative_to(root).as_posix() for p in walk] == ["a/y/x", "a/z", "b/10", "b/2", "c", "link_to_c", "loop"]
     assert list(walk_files(root / "c")) == [root / "c"]
     with pytest.raises(FileNotFoundError):
         list(walk_files(root / "missing"))

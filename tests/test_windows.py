@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer, processors
 from tests.tiny_models import write_tokenizer
 
-from radedge.errors import ManifestError
+from radedge.errors import ChecksumError, ManifestError
 from radedge.labels import BLANK, NEGATIVE, POSITIVE, UNCERTAIN
 from radedge.manifest import Manifest
 from radedge.reports.windows import ReportWindows, combine, combine_reports, not_mentioned, softmax
@@ -112,7 +112,7 @@ def test_from_model_dir_reads_the_manifest(tiny_report_model: Path) -> None:
     manifest = Manifest.read(tiny_report_model)
     assert (w.max_length, w.stride) == (manifest.max_length, manifest.stride)
     (tiny_report_model / "tokenizer.json").write_text("not a tokenizer")
-    with pytest.raises(ManifestError):
+    with pytest.raises(ChecksumError):  # checked against its sha256 before it is parsed
         ReportWindows.from_model_dir(tiny_report_model)
 
 

@@ -19,6 +19,17 @@ VOCAB_TEXTS = [
 ]
 
 
+def rewrite_manifest(folder: Path, data: dict) -> None:
+    """Replace a model's manifest.json as an export would (manifest.sha256 kept in step), so a test
+    can change what the manifest says without tripping the tamper check."""
+    import hashlib
+    import json
+
+    raw = json.dumps(data).encode("utf-8")
+    (folder / "manifest.json").write_bytes(raw)
+    (folder / "manifest.sha256").write_text(f"{hashlib.sha256(raw).hexdigest()}  manifest.json\n")
+
+
 def _save(model: onnx.ModelProto, folder: Path) -> None:
     model.opset_import[0].version = 18
     model.ir_version = 8

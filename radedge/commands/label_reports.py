@@ -8,6 +8,7 @@ import click
 
 from ..cli import (EXIT_OK, EXIT_PARTIAL, REPORT_MODEL_HELP, Progress, check_backend, check_engine, engine_options,
                    guarded, model_options, quiet_option, say)
+from ..io.files import MAX_MEMBER_BYTES, MAX_REPORT_CHARS
 from ..io.readers import FORMATS, ReaderOptions, count_reports
 from ..reports.sections import SECTION_CHOICES
 
@@ -37,13 +38,18 @@ MAX_ERROR_LINES = 10  # per-report errors echoed on stderr; all of them are in t
                    "CheXbert are run; a report without one is read as findings,impression); or the whole text.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="Windows per model batch.")
+@click.option("--max-report-chars", type=click.IntRange(1), default=MAX_REPORT_CHARS, show_default=True,
+              help="Largest report labelled, in characters; a longer one is its own error record.")
+@click.option("--max-member-bytes", type=click.IntRange(1), default=MAX_MEMBER_BYTES, show_default=True,
+              help="Largest .txt / .xml file or archive member read; a larger one is its own error record.")
 @quiet_option
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT instead of resuming after its records.")
 @engine_options
 @guarded
 def label_reports(input_path: Path, output: Path, model: str, backend: str, device: str, threads: int | None,
                   old_format: str | None, fmt: str, text_field: str | None, id_field: str | None, text_column: str | None,
-                  id_column: str | None, encoding: str | None, sections: str, batch_size: int, quiet: bool,
+                  id_column: str | None, encoding: str | None, sections: str, batch_size: int,
+                  max_report_chars: int, max_member_bytes: int, quiet: bool,
                   overwrite: bool, engine: str, address: str | None, num_workers: int | None,
                   part_size: int | None) -> None:
     """Label the reports in INPUT with the 14 CheXpert findings and write OUTPUT.
@@ -51,14 +57,15 @@ def label_reports(input_path: Path, output: Path, model: str, backend: str, devi
     INPUT: a CSV with one report per row in the first column and no header (the CheXpert
     labeler's input), a CSV with a header (--text-field), JSONL (--text-field), a .txt file with
     one report per line, a folder of .txt files, Open-i XML files (a folder, or a .tgz of them).
-    Exit 0: all labelled; 1: some reports failed (see their Error); 2: nothing done.
+    Exit 0: all labelled; 1: some reports failed (see their Error); 2: nothing done; 130:
+    interrupted (a rerun resumes).
     """
     from ..pipelines.reports import label_file
 
     check_backend(model, backend, device)
     check_engine(engine, address, num_workers, part_size, backend, device)
     fmt = old_format or fmt
-    options = ReaderOptions(text_column, id_column, text_field, id_field, encoding)
+    options = ReaderOptions(text_column, id_column, text_field, id_field, encoding, max_report_chars, max_member_bytes)
     if engine == "ray":
         _on_ray(input_path, output, model, fmt, options, sections, address, num_workers, part_size, threads, quiet,
                 overwrite)

@@ -47,11 +47,13 @@ from typing import Any, BinaryIO, Iterable, Mapping
 import numpy as np
 
 from ..errors import (DicomReadError, ImageLoadError, ImageTooLargeError, InputError, NotDicomError,
-                      PixelDecodeError, SkippedInput)
+                      PixelDecodeError, SkippedInput, item_failure)
+from ..io.files import open_regular
 from .codecs import CodestreamMismatch, Frame, ReducedUnavailable, decode_reduced
 from .preprocess import check_spec, grey_from_colour, resized_shape
 
 MAGIC_OFFSET = 128
+DEFER_BYTES = 1 << 20  # element values read on first use (see read_dataset)
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
 CHEST_BODY_PARTS = frozenset({"CHEST"})
 DEFAULT_VIEWS = frozenset({"PA", "AP"})
@@ -117,7 +119,7 @@ def parse_views(views: str | Iterable[str] | None) -> frozenset[str] | None:
 def sniff(path: str | os.PathLike) -> str:
     """What a file's first bytes say: "part10", "dicm-no-preamble", "meta-no-preamble", "raw-dataset",
     "empty" or "other". Reads at most 132 bytes."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # a FIFO, device or dangling link: NotRegularFileError (an InputError)
         head = fh.read(MAGIC_OFFSET + 4)
     if not head:
         return "empty"
@@ -160,7 +162,8 @@ def check_dicom_content(path: str | os.PathLike) -> str:
 def _source(path: Path, kind: str) -> str | BinaryIO:
     if kind == "part10":
         return str(path)
-    data = path.read_bytes()
+    with open_regular(path) as fh:
+        data = fh.read()
     if kind == "dicm-no-preamble":
         data = data[4:]
     return io.BytesIO(b"\0" * MAGIC_OFFSET + b"DICM" + data)
@@ -174,7 +177,9 @@ def read_dataset(path: str | os.PathLike) -> Any:
     p = Path(path)
     kind = check_dicom_content(p)
     try:
-        return pydicom.dcmread(_source(p, kind))
+        # defer_size: values over 1 MiB (Pixel Data) are read only when used, so an object that is
+        # skipped from its header (a 750 MB cine loop) is never read whole.
+        return pydicom.dcmread(_source(p, kind), defer_size=DEFER_BYTES)
     except InvalidDicomError as exc:
         raise DicomReadError(f"invalid DICOM: {exc}") from exc
     except (EOFError, ValueError, KeyError, TypeError, OSError, OverflowError, NotImplementedError) as exc:
@@ -335,7 +340,9 @@ def decode_pixels(ds: Any) -> np.ndarray:
     """The stored pixel array of a single-frame dataset (colour as RGB); PixelDecodeError if not."""
     try:
         return ds.pixel_array
-    except Exception as exc:  # the decoders raise many types (ValueError, RuntimeError, their own)
+    except BaseException as exc:  # noqa: BLE001 (many types, and native panics that are not Exceptions)
+        if not item_failure(exc):
+            raise
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", "unknown transfer syntax")
         raise PixelDecodeError(f"pixel data cannot be decoded ({ts_name}): {type(exc).__name__}: {exc}") from exc
@@ -361,7 +368,9 @@ def decode_frame(ds: Any, need: tuple[int, int] | None = None,
             how = f"full ({exc})"
         except ReducedUnavailable as exc:
             how = f"full ({exc})"
-        except Exception as exc:  # whatever the reduced path trips on, full decoding decides
+        except BaseException as exc:  # noqa: BLE001 (whatever the reduced path trips on, full decoding decides)
+            if not item_failure(exc):
+                raise
             how = f"full (reduced decoding failed: {type(exc).__name__}: {exc})"
     return Frame(decode_pixels(ds), how=how)
 
@@ -400,7 +409,13 @@ def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] 
     (`decode_frame`), and `preprocess(image, spec, result.shape, result.origin)` gives about what
     full decoding would (the codecs' low-pass filters are not INTER_AREA's box: see `codecs.levels`). `max_pixels`: the cap
     on Rows x Columns x frames, checked from the header before decoding (None: no cap)."""
-    ds = read_dataset(path)
+    return image_from_dataset(read_dataset(path), voi, views, decode_for, max_pixels, path=str(path))
+
+
+def image_from_dataset(ds: Any, voi: bool = True, views: frozenset[str] | None = DEFAULT_VIEWS,
+                       decode_for: Mapping[str, Any] | None = None,
+                       max_pixels: int | None = DEFAULT_MAX_PIXELS, path: str = "") -> DicomImage:
+    """`read_dicom` for a dataset already read (by `read_dataset`, or a caller's pydicom Dataset)."""
     try:
         check_scorable(ds, views)
         shape = header_shape(ds)
@@ -417,7 +432,7 @@ def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] 
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
     study_uid, series_uid, sop_uid = uids(ds)
     return DicomImage(
-        path=str(path), image=image, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
+        path=path, image=image, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid,
         modality=_text(ds, "Modality").upper(),
         view=_text(ds, "ViewPosition").upper(), photometric=_text(ds, "PhotometricInterpretation").upper(),
         transfer_syntax=str(getattr(ts, "name", ts)), intensity=how, shape=shape[:2], origin=frame.origin,
@@ -427,5 +442,5 @@ def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] 
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_VIEWS", "DICOM_KINDS", "DicomImage", "KNOWN_VIEWS", "LATERAL_VIEWS",
            "check_dicom_content", "check_pixel_count", "check_scorable", "decode_frame", "decode_pixels",
-           "grey_intensity", "header_shape", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
+           "grey_intensity", "header_shape", "image_from_dataset", "parse_views", "read_dataset", "read_dicom", "sniff", "to_display",
            "uids"]

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import ImageLoadError
+from ..io.files import open_regular
 
 RESIZE_RULES = ("letterbox", "stretch")
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
@@ -184,7 +185,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     public chest X-ray datasets store them. Grey stored as RGB(A) is converted (`grey_from_colour`);
     colour pictures raise ImageLoadError with the reason.
     """
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile: non-ASCII paths work on every OS
+    with open_regular(path) as f:  # a FIFO or device is this input's error, never a hang
+        data = np.frombuffer(f.read(), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageLoadError(f"{path}: not an image opencv can read")

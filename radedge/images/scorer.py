@@ -17,18 +17,19 @@ loading (onnxruntime sessions are thread-safe), so one scorer may be called from
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ManifestError, SkippedInput
+from ..errors import InputError, ManifestError, SkippedInput, item_failure
 from ..labels import FINDINGS
 from .calibration import calibrate
-from .dicom import DEFAULT_MAX_PIXELS, DEFAULT_VIEWS, DICOM_KINDS, parse_views, read_dicom, sniff
+from .dicom import DEFAULT_MAX_PIXELS, DEFAULT_VIEWS, DICOM_KINDS, image_from_dataset, parse_views, read_dicom, sniff
 from .ood import OODCheck
-from .preprocess import check_spec, load_image, preprocess, to_unit_range
+from .preprocess import check_spec, load_image, preprocess
 
 TASK = "image-findings"
 # Names opencv reads as pictures; any other file is read as DICOM (found by content).
@@ -94,42 +95,100 @@ def _from_error(source: str, exc: InputError) -> PreparedImage:
                          reason=str(exc), error_type=type(exc).__name__)
 
 
-def array_to_grey(array: np.ndarray) -> np.ndarray:
-    """A caller's array -> 2-D float32 in [0, 1]: float arrays are taken as [0, 1] display values,
-    integer arrays are divided by their type's maximum; [H, W, 1] is squeezed."""
+def array_to_grey(array: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
+    """A caller's array -> 2-D float32 in [0, 1]; refuses (InputError) what it cannot read correctly.
+
+    Shapes: [H, W] or [H, W, 1] (one grey image). Values: floats are display values in [0, 1]
+    (finite, in range: anything else is refused, not clipped); uint8 is 8-bit (divided by 255);
+    other integer arrays need `bits_stored` (a 12-bit image in uint16 is divided by 4095, not 65535)
+    and must fit in it."""
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim != 2:
-        raise ValueError(f"an image array must be 2-D grey (rows, cols), got shape {arr.shape}")
-    return to_unit_range(arr)
+        raise InputError(f"an image array must be 2-D grey (rows, cols) or rows x cols x 1, got shape {arr.shape}; "
+                         "pass several images as a list")
+    if arr.size == 0:
+        raise InputError("an empty image array")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError("the image array holds NaN or infinite values")
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(f"float pixels are display values in [0, 1]; this array spans {low:g}..{high:g} "
+                             "(scale it, or pass integers with bits_stored)")
+        return arr.astype(np.float32)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"an image array of {arr.dtype} pixels; pass floats in [0, 1] or integers")
+    if bits_stored is None:
+        if arr.dtype != np.uint8:
+            raise InputError(f"an image array of {arr.dtype} pixels needs bits_stored (e.g. 12 for a 12-bit "
+                             "image in uint16): its full scale cannot be guessed")
+        bits_stored = 8
+    if not 1 <= int(bits_stored) <= 8 * arr.dtype.itemsize:
+        raise InputError(f"bits_stored {bits_stored} does not fit {arr.dtype} pixels")
+    full = (1 << int(bits_stored)) - 1
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high > full:
+        raise InputError(f"pixel values {low}..{high} do not fit bits_stored {bits_stored} (0..{full})")
+    return (arr.astype(np.float64) / full).astype(np.float32)
 
 
-def prepare_input(source: str | os.PathLike | np.ndarray, spec: Mapping[str, Any],
+def _is_dataset(source: Any) -> bool:
+    """A pydicom Dataset (without importing pydicom when the caller has not)."""
+    pydicom = sys.modules.get("pydicom")
+    return pydicom is not None and isinstance(source, pydicom.Dataset)
+
+
+def _single(item: Any) -> bool:
+    """One input (a path, an array, a Dataset), as opposed to a collection of them."""
+    return isinstance(item, (str, os.PathLike, np.ndarray)) or _is_dataset(item)
+
+
+def _ready(label: str, pixels: np.ndarray, **uids: str) -> PreparedImage:
+    """A prepared input, unless its pixels are not finite: NaN / inf (a NaN RescaleSlope or window)
+    would be scored as garbage and, batched, change its neighbours' results."""
+    if not np.isfinite(pixels).all():
+        raise InputError("the image has NaN or infinite pixel values after preprocessing "
+                         "(e.g. a NaN RescaleSlope or window), so it cannot be scored")
+    return PreparedImage(label, pixels=pixels, **uids)
+
+
+def prepare_input(source: str | os.PathLike | np.ndarray | Any, spec: Mapping[str, Any],
                   views: frozenset[str] | None = DEFAULT_VIEWS, name: str | None = None,
                   images: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                  reduced: bool = True) -> PreparedImage:
+                  reduced: bool = True, bits_stored: int | None = None) -> PreparedImage:
     """Read and preprocess one input; never raises for a bad input (the result says why).
 
-    `images=False` reads every path as DICOM, so PNG / JPEG files are skipped as "not a DICOM
-    file" (what a folder scan wants); `name` is the label recorded for the input. DICOM frames are
-    decoded at reduced size where the codec allows (`reduced=False`: always in full) and refused
-    above `max_pixels` (Rows x Columns x frames, from the header; None: no cap).
+    `source`: a path (DICOM by content, else PNG / JPEG by name), a 2-D array (`array_to_grey`,
+    `bits_stored` for integer arrays) or a pydicom Dataset. `images=False` reads every path as
+    DICOM, so PNG / JPEG files are skipped as "not a DICOM file" (what a folder scan wants); `name`
+    is the label recorded for the input. DICOM frames are decoded at reduced size where the codec
+    allows (`reduced=False`: always in full) and refused above `max_pixels` (Rows x Columns x
+    frames, from the header; None: no cap). Any failure, including `BaseException`s from native
+    decoders (a Rust panic), is this input's error; only an interrupt propagates.
     """
     label = name if name is not None else ("array" if isinstance(source, np.ndarray) else str(source))
     try:
         if isinstance(source, np.ndarray):
-            return PreparedImage(label, pixels=preprocess(array_to_grey(source), spec))
-        path = Path(source)
-        if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in DICOM_KINDS:
-            return PreparedImage(label, pixels=preprocess(load_image(path), spec))
-        dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views, decode_for=spec if reduced else None,
-                         max_pixels=max_pixels)
-        return PreparedImage(label, pixels=preprocess(dcm.image, spec, dcm.shape, dcm.origin), study_uid=dcm.study_uid,
-                             series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
+            return _ready(label, preprocess(array_to_grey(source, bits_stored), spec))
+        decode_for = spec if reduced else None
+        if _is_dataset(source):
+            dcm = image_from_dataset(source, voi=bool(spec.get("voi", False)), views=views, decode_for=decode_for,
+                                     max_pixels=max_pixels)
+        else:
+            path = Path(source)
+            if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in DICOM_KINDS:
+                return _ready(label, preprocess(load_image(path), spec))
+            dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views, decode_for=decode_for,
+                             max_pixels=max_pixels)
+        return _ready(label, preprocess(dcm.image, spec, dcm.shape, dcm.origin), study_uid=dcm.study_uid,
+                      series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
     except InputError as exc:
         return _from_error(label, exc)
-    except Exception as exc:  # unreadable file, odd array, a library's own error: still one item's error
+    except BaseException as exc:  # noqa: BLE001 (a library's own error, a native panic: still one item's error)
+        if not item_failure(exc):
+            raise
         return PreparedImage(label, status="error", reason=f"{type(exc).__name__}: {exc}",
                              error_type=type(exc).__name__)
 
@@ -160,6 +219,11 @@ class ImageScorer:
         if list(manifest.labels) != list(FINDINGS):
             raise ManifestError(f"{model.path}: labels differ from the 14 findings in their fixed order")
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What an output records as the model that made it: name and sha256 (registry.LoadedModel)."""
+        return dict(getattr(self.model, "identity", {"name": getattr(self.model.manifest, "name", "")}))
+
     @classmethod
     def load(cls, name: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
              threads: int | None = None, batch_size: int = 8, views: str | Iterable[str] | None = None,
@@ -171,10 +235,10 @@ class ImageScorer:
                    batch_size=batch_size, views=views, max_pixels=max_pixels, reduced=reduced)
 
     # ---- the stages, usable one by one (score-dicoms and the benchmarks do) ----------------------
-    def prepare(self, source: str | os.PathLike | np.ndarray, name: str | None = None,
-                images: bool = True) -> PreparedImage:
+    def prepare(self, source: str | os.PathLike | np.ndarray | Any, name: str | None = None,
+                images: bool = True, bits_stored: int | None = None) -> PreparedImage:
         return prepare_input(source, self.spec, self.views, name=name, images=images, max_pixels=self.max_pixels,
-                             reduced=self.reduced)
+                             reduced=self.reduced, bits_stored=bits_stored)
 
     def run_model(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """float32 [n, channels, size, size] -> every graph output (float32 [n, ...]), in model-sized
@@ -205,31 +269,55 @@ class ImageScorer:
         return np.where(np.isnan(probabilities), np.nan, probabilities >= self.thresholds).astype(np.float32)
 
     def finish(self, prepared: Sequence[PreparedImage]) -> list[ImageResult]:
-        """Run inference on the prepared inputs that are ready; results in input order."""
+        """Run inference on the prepared inputs that are ready; results in input order. An input whose
+        probabilities come out non-finite, or whose batch the backend cannot run even alone, is that
+        input's error."""
         ready = [p for p in prepared if p.status == "scored"]
-        scores = None
-        if ready:
-            pixels = np.stack([p.pixels for p in ready])
-            outputs = self.run_model(pixels)
-            probs = self.probabilities(outputs[self.output_name])
-            if self.ood is not None:
-                scores = self.ood.score(outputs[self.ood.embedding_output], pixels)
+        outcomes = self._infer_each(ready)
         results, k = [], 0
         for p in prepared:
             result = ImageResult(**p.outcome())
             if p.status == "scored":
-                if scores is not None:
-                    result.ood_score = float(scores[k])
-                if scores is not None and self.ood.flagged(scores[k]):
+                outcome = outcomes[k]
+                k += 1
+                if isinstance(outcome, BaseException):
+                    result.status, result.error_type = "error", type(outcome).__name__
+                    result.reason = f"{type(outcome).__name__}: {outcome}"
+                    results.append(result)
+                    continue
+                probs, score = outcome
+                if score is not None:
+                    result.ood_score = score
+                if not np.isfinite(probs[self.trained]).all():  # untrained findings are NaN on purpose
+                    result.status, result.error_type = "error", "InputError"
+                    result.reason = "the model gave NaN or infinite probabilities for this image"
+                elif score is not None and self.ood.flagged(score):
                     result.status = OOD
-                    result.reason = (f"out of distribution: score {scores[k]:.2f} > {self.ood.flag_above:g} "
+                    result.reason = (f"out of distribution: score {score:.2f} > {self.ood.flag_above:g} "
                                      "(not a frontal chest radiograph like the training films)")
                 else:
-                    result.probabilities = probs[k]
-                    result.labels = self.threshold(probs[k])
-                k += 1
+                    result.probabilities = probs
+                    result.labels = self.threshold(probs)
             results.append(result)
         return results
+
+    def _infer_each(self, ready: Sequence[PreparedImage]) -> list[Any]:
+        """(probabilities [14], OOD score or None) per ready input, or the exception it raised alone
+        (all are tried together first; only a failed batch is retried one by one)."""
+        if not ready:
+            return []
+        try:
+            pixels = np.stack([p.pixels for p in ready])
+            outputs = self.run_model(pixels)
+            probs = self.probabilities(outputs[self.output_name])
+            scores = None if self.ood is None else self.ood.score(outputs[self.ood.embedding_output], pixels)
+            return [(probs[k], None if scores is None else float(scores[k])) for k in range(len(ready))]
+        except BaseException as exc:  # noqa: BLE001
+            if not item_failure(exc):
+                raise
+            if len(ready) == 1:
+                return [exc]
+        return [outcome for p in ready for outcome in self._infer_each([p])]
 
     def stream(self, prepared: Iterable[PreparedImage], ordered: bool = True) -> Iterator[ImageResult]:
         """Results of prepared inputs, inference batch_size ready images at a time (the one
@@ -248,13 +336,28 @@ class ImageScorer:
                 batch, ready = [], 0
         yield from self.finish(batch)
 
-    def __call__(self, inputs: str | os.PathLike | np.ndarray | Iterable[str | os.PathLike | np.ndarray]
-                 ) -> list[ImageResult]:
-        """Score DICOM / PNG / JPEG paths and 2-D arrays; one ImageResult per input, in order."""
-        if isinstance(inputs, (str, os.PathLike)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 2):
-            inputs = [inputs]
-        return list(self.stream(self.prepare(item, name=f"array[{i}]" if isinstance(item, np.ndarray) else str(item))
-                                for i, item in enumerate(inputs)))
+    def __call__(self, inputs: Any, bits_stored: int | None = None) -> ImageResult | list[ImageResult]:
+        """Score one input -> one ImageResult; a list (any iterable) of inputs -> a list, in order.
+
+        An input is a DICOM / PNG / JPEG path (str or PathLike), a pydicom Dataset, or one 2-D grey
+        array ([H, W] or [H, W, 1]; see `array_to_grey`; integer arrays other than uint8 need
+        `bits_stored`). Anything else (bytes, a dict, a set, a list item of another type) raises
+        TypeError: an array of several images must be passed as a list of 2-D arrays."""
+        if _single(inputs):
+            return self([inputs], bits_stored=bits_stored)[0]  # type: ignore[index]
+        if isinstance(inputs, (bytes, bytearray, dict, set, frozenset)) or not isinstance(inputs, Iterable):
+            raise TypeError(f"ImageScorer takes a path, a 2-D array or a pydicom Dataset, or a list of them; "
+                            f"not {type(inputs).__name__}")
+        def prepared() -> Iterator[PreparedImage]:
+            for i, item in enumerate(inputs):
+                if not _single(item):
+                    raise TypeError(f"input {i}: a {type(item).__name__}; each input is a path, a 2-D array or a "
+                                    "pydicom Dataset")
+                name = f"array[{i}]" if isinstance(item, np.ndarray) else (
+                    f"dataset[{i}]" if _is_dataset(item) else str(item))
+                yield self.prepare(item, name=name, bits_stored=bits_stored)
+
+        return list(self.stream(prepared()))
 
 __all__ = ["IMAGE_SUFFIXES", "OOD", "STATUSES", "ImageOutcome", "ImageResult", "ImageScorer", "PreparedImage",
            "array_to_grey", "prepare_input"]

@@ -12,7 +12,9 @@ Study / Series / SOP Instance UIDs, 14 probabilities and thresholded labels, and
 for every skipped or failed file (status, reason, error type). At most ``batch_size + 4 * workers``
 files are in flight, so memory does not grow with the folder.
 
-Resume: records are appended and flushed one by one (`RecordWriter`); re-running on the same output
+Resume: records are appended and flushed one by one (`RecordWriter`); what made the output (the
+folder, the model's name and sha256, the options) is kept in `OUTPUT.meta.json`, and a resume with
+anything different is refused. Re-running on the same output
 skips every path already recorded and every SOP Instance UID already scored, so a run killed at
 any moment and started again ends with each file recorded exactly once. A second copy of an
 already-scored SOP instance under another path is recorded as skipped (duplicate).
@@ -31,8 +33,10 @@ import numpy as np
 from ..images.dicom import DEFAULT_MAX_PIXELS
 from ..images.scorer import OOD, ImageResult, ImageScorer, PreparedImage
 from ..images.walk import walk_files
+from ..io.files import display_name
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS
+from .meta import run_meta
 from .workers import Job, prepare_file, prepared_stream
 
 ID_COLUMNS = ["path", "status", "study_uid", "series_uid", "sop_uid"]
@@ -143,8 +147,10 @@ def score_into(scorer: ImageScorer, root: Path, writer: RecordWriter, workers: i
     summary.resumed = len(writer.existing)
 
     def jobs() -> Iterator[Job]:
+        # Every entry but folders: a FIFO, a device, a dangling link or an unlistable folder is
+        # opened by the worker and becomes its own error record. Names not in UTF-8 are escaped.
         for path in walk_files(root):
-            name = path.relative_to(root).as_posix()
+            name = display_name(path.relative_to(root).as_posix())
             if name not in done_paths:
                 yield name, str(path), scorer.spec, scorer.views, scorer.max_pixels, scorer.reduced, kind
 
@@ -192,7 +198,11 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
     scorer = model if isinstance(model, ImageScorer) else ImageScorer.load(
         model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views,
         max_pixels=max_pixels, reduced=reduced)
-    with RecordWriter(output, CSV_COLUMNS, resume=not overwrite) as writer:
+    meta = run_meta(f"score-{'images' if kind == 'images' else 'dicoms'}", folder, scorer.identity, {
+        "views": "all" if scorer.views is None else sorted(scorer.views), "batch_size": scorer.batch_size,
+        "max_pixels": scorer.max_pixels, "reduced": scorer.reduced, "kind": kind,
+        "backend": getattr(scorer.model.backend, "name", None), "device": getattr(scorer.model.backend, "device", None)})
+    with RecordWriter(output, CSV_COLUMNS, resume=not overwrite, meta=meta) as writer:
         return score_into(scorer, folder, writer, workers=workers, progress=progress, on_error=on_error, kind=kind)
 
 

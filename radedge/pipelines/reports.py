@@ -3,7 +3,8 @@
     >>> from radedge.pipelines import label_file
     >>> summary = label_file("reports.jsonl", "labels.csv", model="rules")
 
-This is what `radedge label-reports` runs. Reports are read, labelled and written CHUNK at a time,
+This is what `radedge label-reports` runs. What made the output (input, model name and sha256,
+options) is kept in `OUTPUT.meta.json`; a resume with anything different is refused. Reports are read, labelled and written CHUNK at a time,
 so memory does not grow with the input; each record is flushed as soon as it is known. A rerun on
 the same output resumes after the records already there (checked against the input, so an output
 that belongs to another input is refused); `overwrite=True` starts again. `label_batch` is the
@@ -21,12 +22,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..io.files import same_file
 from ..io.readers import Report, ReaderOptions, read_reports
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS, class_to_csv
 from ..reports.labeler import ReportLabeler, ReportResult
+from .meta import run_meta
 
-CHUNK = 256  # reports read, labelled and written at a time
+CHUNK = 256  # readable reports labelled and written at a time
+MAX_CHUNK = 16 * CHUNK  # reports held at most, unreadable ones included
 CSV_COLUMNS = ["Reports", *FINDINGS, "Error"]  # the CheXpert labeler's output, plus Error
 _CSV_CELLS = [class_to_csv(c) for c in range(4)]
 
@@ -109,6 +113,25 @@ class LabelSummary:
         return self.failed + self.earlier_failed
 
 
+def _chunks(labeler: ReportLabeler, reports: Iterator[tuple[Any, Report]],
+            done: int) -> Iterator[list[tuple[Any, Report]]]:
+    """Chunks of CHUNK readable reports (plus the unreadable ones among them), counted from the
+    start of the input (`done` readable reports were labelled by an earlier run). A model batches a
+    chunk's windows together, and an int8 model's numbers depend on its batch: counting only readable
+    reports keeps every other report's batch, so its result, what it is without the bad item.
+    A run of unreadable reports longer than MAX_CHUNK items is cut, so memory stays bounded."""
+    chunk: list[tuple[Any, Report]] = []
+    readable = done % CHUNK
+    for item in reports:
+        chunk.append(item)
+        readable += labeler.accepts(item[1])
+        if readable >= CHUNK or len(chunk) >= MAX_CHUNK:
+            yield chunk
+            chunk, readable = [], 0 if readable >= CHUNK else readable
+    if chunk:
+        yield chunk
+
+
 def label_into(labeler: ReportLabeler, reports: Iterator[tuple[Any, Report]], writer: RecordWriter,
                sink: ReportSink, progress: Callable[[int], None] | None = None,
                on_error: Callable[[ReportResult], None] | None = None) -> LabelSummary:
@@ -116,7 +139,7 @@ def label_into(labeler: ReportLabeler, reports: Iterator[tuple[Any, Report]], wr
     summary = LabelSummary(labeler.name)
     summary.resumed = sink.skip_written(reports, writer.existing, writer.path)
     summary.earlier_failed = sum(1 for r in writer.existing if r.get(sink.error_key))
-    while chunk := list(itertools.islice(reports, CHUNK)):
+    for chunk in _chunks(labeler, reports, summary.resumed - summary.earlier_failed):
         records, results = label_batch(labeler, [report for _, report in chunk], [rid for rid, _ in chunk], sink)
         for record, result in zip(records, results):
             writer.write(record)
@@ -148,13 +171,20 @@ def label_file(input_path: str | os.PathLike, output: str | os.PathLike,
     """
     input_path, output = Path(input_path), Path(output)
     sink = ReportSink(output_format(output))
-    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
-        raise ValueError(f"{output}: the output would overwrite the input")
+    if same_file(output, input_path):  # the same inode: a hard link or a symbolic link counts
+        raise ValueError(f"{output}: the output is the input file; writing it would destroy the input")
     reports = read_reports(input_path, fmt, options)
     labeler = model if isinstance(model, ReportLabeler) else ReportLabeler.load(
-        model, backend=backend, device=device, threads=threads, batch_size=batch_size, sections=sections)
+        model, backend=backend, device=device, threads=threads, batch_size=batch_size, sections=sections,
+        max_report_chars=options.max_report_chars)
+    meta = run_meta("label-reports", input_path, labeler.identity, {
+        "format": fmt, "text_column": options.text_column, "id_column": options.id_column,
+        "text_field": options.text_field, "id_field": options.id_field,
+        "max_report_chars": labeler.max_report_chars, "max_member_bytes": options.max_member_bytes,
+        "encoding": options.encoding, "sections": sections, "batch_size": labeler.batch_size,
+        "backend": getattr(labeler.backend, "name", None), "device": getattr(labeler.backend, "device", None)})
     started = time.perf_counter()
-    with RecordWriter(output, sink.columns, resume=not overwrite) as writer:
+    with RecordWriter(output, sink.columns, resume=not overwrite, meta=meta) as writer:
         summary = label_into(labeler, reports, writer, sink, progress=progress, on_error=on_error)
     summary.seconds = time.perf_counter() - started
     return summary

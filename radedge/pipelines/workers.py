@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,11 +27,27 @@ KINDS = ("dicom", "images")
 Job = tuple[str, str, Mapping[str, Any], "frozenset[str] | None", "int | None", bool, str]
 
 
-def _init_worker(decoder_threads: int) -> None:
+def _init_worker(decoder_threads: int, parent: int) -> None:
+    """One core per worker (the pool is the parallelism); Ctrl-C is the parent's to handle (it exits
+    130 after the pool shuts down); and the worker ends when its parent does, however it ended
+    (SIGKILL included), instead of holding the terminal's stderr open."""
+    import signal
+
     import cv2
 
-    cv2.setNumThreads(1)  # one core per worker; the pool is the parallelism
+    cv2.setNumThreads(1)
     set_decoder_threads(decoder_threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="radedge-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Poll the parent's pid: when this process is re-parented, the parent is gone, so exit now.
+    (A poll, not prctl(PR_SET_PDEATHSIG): that fires when the creating *thread* ends, and works on
+    Linux only.)"""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def decoder_threads(workers: int) -> int:
@@ -70,7 +88,7 @@ def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterat
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(decoder_threads(workers),))
+                                   initargs=(decoder_threads(workers), os.getpid()))
 
     pool = new_pool()
     pending: deque[tuple[Job, Future[PreparedImage]]] = deque()
@@ -89,6 +107,9 @@ def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterat
                 pending.append((j, pool.submit(prepare_job, j)))
             return PreparedImage(job[0], status="error", reason="worker process died while reading this file",
                                  error_type="BrokenProcessPool")
+        except Exception as exc:  # noqa: BLE001 (a result that cannot come back, e.g. unpicklable): this file's error
+            return PreparedImage(job[0], status="error", reason=f"{type(exc).__name__}: {exc}",
+                                 error_type=type(exc).__name__)
 
     try:
         for job in jobs:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ManifestError, ReportDecodeError
+from ..errors import InputError, ManifestError, ReportDecodeError, item_failure
+from ..io.files import MAX_REPORT_CHARS, text_encoding
 from ..io.readers import Report
 from ..labels import (BLANK, CSV_VALUES, FINDING_INDEX, FINDINGS, N_CLASSES, N_FINDINGS, NO_FINDING, POSITIVE,
                       apply_no_finding, gls_rates, has_abnormal)
@@ -77,17 +78,21 @@ class ReportResult:
 
 
 def decode_report(item: Report) -> str:
-    """Report text from str or bytes (strict UTF-8, a leading BOM dropped); raises InputError."""
+    """Report text from str or bytes: UTF-8 (a leading BOM dropped), or UTF-16 / UTF-32 when a
+    byte-order mark says so; strict, so bad bytes raise ReportDecodeError (an InputError)."""
     if isinstance(item, str):
         return item
     if isinstance(item, InputError):
         raise item
     if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        encoding, skip = text_encoding(data[:4096])
         try:
-            return bytes(item).decode("utf-8-sig", errors="strict")
+            return data[skip:].decode(encoding, errors="strict")
         except UnicodeDecodeError as exc:
-            raise ReportDecodeError(
-                f"not valid UTF-8 at byte {exc.start}: {bytes(item)[exc.start:exc.start + 4]!r}") from exc
+            name = "UTF-8" if encoding == "utf-8" else encoding.upper()
+            raise ReportDecodeError(f"not valid {name} at byte {skip + exc.start}: "
+                                    f"{data[skip + exc.start:skip + exc.start + 4]!r}") from exc
     raise InputError(f"a report must be str or bytes, not {type(item).__name__}")
 
 
@@ -108,6 +113,15 @@ def with_rule_classes(classes: np.ndarray, rule_classes: np.ndarray, findings: S
     out[..., idx] = np.asarray(rule_classes)[..., idx]
     out[..., NO_FINDING] = np.where(has_abnormal(out), BLANK, out[..., NO_FINDING])
     return out
+def check_text(text: str, max_chars: int) -> str:
+    """`text` if it can be labelled: at most `max_chars` characters, and text (no lone surrogates)."""
+    if len(text) > max_chars:
+        raise InputError(f"report is {len(text)} characters, over the {max_chars}-character cap")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ReportDecodeError(f"not valid Unicode text: lone surrogate at character {exc.start}") from exc
+    return text
 
 
 def blank_result(report_id: Any, length: int, error: str | None = None) -> ReportResult:
@@ -130,9 +144,14 @@ class ReportLabeler:
     def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
                  windows: ReportWindows | None = None, backend: "Backend | None" = None,
                  rules: "RuleLabeler | None" = None, unit: str = "report",
-                 rules_findings: Sequence[str] = (), sections: str = "findings,impression") -> None:
+                 rules_findings: Sequence[str] = (), sections: str = "findings,impression",
+                 max_report_chars: int = MAX_REPORT_CHARS) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_report_chars < 1:
+            raise ValueError(f"max_report_chars must be >= 1, got {max_report_chars}")
+        self.max_report_chars = max_report_chars
+        self.identity: dict[str, Any] = {"name": name}  # what made an output (set by load: name and sha256)
         if (rules is None) == (backend is None or windows is None):
             raise ValueError("a ReportLabeler needs either rules, or windows and a backend")
         self.name, self.path, self.batch_size = name, path, batch_size
@@ -167,7 +186,8 @@ class ReportLabeler:
     @classmethod
     def load(cls, model: str | os.PathLike = "default", backend: str = "onnxruntime", device: str = "cpu",
              threads: int | None = None, batch_size: int = 32,
-             sections: str = "findings,impression") -> "ReportLabeler":
+             sections: str = "findings,impression",
+             max_report_chars: int = MAX_REPORT_CHARS) -> "ReportLabeler":
         """`"rules"` (the rule labeler), `"default"` (the shipped student), a model name or folder.
 
         Models are verified on load (sha256 of every file, graph inputs/outputs vs the manifest):
@@ -176,22 +196,42 @@ class ReportLabeler:
         if str(model) == RULES:
             from .rules import RuleLabeler
 
-            return cls(RULES, None, batch_size, rules=RuleLabeler.load(), sections=sections)
+            from importlib import resources
+
+            from ..manifest import tree_sha256
+
+            labeler = cls(RULES, None, batch_size, rules=RuleLabeler.load(), sections=sections,
+                          max_report_chars=max_report_chars)
+            labeler.identity["sha256"] = tree_sha256(str(resources.files("radedge") / "lexicons"))
+            return labeler
         from ..registry import open_model
 
         loaded = open_model(model, task=TASK, backend=backend, device=device, threads=threads)
         windows = ReportWindows.from_model_dir(loaded.path, loaded.manifest)
         reading = loaded.manifest.extra.get("reading") or {}
-        return cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend,
-                   unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()),
-                   sections=sections)
+        labeler = cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend,
+                      unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()),
+                      sections=sections, max_report_chars=max_report_chars)
+        labeler.identity = loaded.identity
+        return labeler
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
         return f"ReportLabeler(name={self.name!r}{where}, batch_size={self.batch_size})"
 
-    def __call__(self, reports: Iterable[Report], ids: Sequence[Any] | None = None) -> list[ReportResult]:
-        """One ReportResult per report, in order. `ids` default to the reports' positions."""
+    def __call__(self, reports: Report | Iterable[Report],
+                 ids: Sequence[Any] | None = None) -> ReportResult | list[ReportResult]:
+        """One report (str or bytes) -> one ReportResult; a list (any iterable) of reports -> a list
+        of ReportResults, in order. `ids` default to the reports' positions. A report that cannot be
+        labelled (bad bytes, over `max_report_chars`, not text) gets its `error`; the others are
+        labelled exactly as without it. What is not a report or a collection of reports (a dict, a
+        set, a DataFrame) raises TypeError."""
+        if isinstance(reports, (str, bytes, bytearray, memoryview, InputError)):
+            return self([reports], ids)[0]  # type: ignore[index]
+        if isinstance(reports, (dict, set, frozenset)) or hasattr(reports, "columns") \
+                or not isinstance(reports, Iterable):
+            raise TypeError(f"ReportLabeler takes a report (str or bytes) or a list of them, not "
+                            f"{type(reports).__name__}" + (" (pass one column)" if hasattr(reports, "columns") else ""))
         reports = list(reports)
         ids = list(range(len(reports))) if ids is None else list(ids)
         if len(ids) != len(reports):
@@ -205,24 +245,48 @@ class ReportLabeler:
         lengths: dict[int, int] = {}
         for i, item in enumerate(reports):
             try:
-                text = decode_report(item)
-            except InputError as exc:
+                text = check_text(decode_report(item), self.max_report_chars)
+                readable = prepare(text)
+            except Exception as exc:  # noqa: BLE001 (one report's failure, recorded against it)
                 length = len(item) if isinstance(item, (str, bytes, bytearray)) else 0
                 results[i] = blank_result(ids[i], length, _error_text(exc))
                 continue
-            readable = prepare(text)
             if readable.text.strip():
                 todo[i], lengths[i] = readable, len(text)
             else:  # empty, or only sections the labelers do not read: nothing to label
                 results[i] = blank_result(ids[i], len(text))
-        if todo:
-            reads = list(todo.values())
-            classes, probs, evidence = self._label(reads)
-            rates = gls_rates(probs)
-            for k, i in enumerate(todo):
-                results[i] = ReportResult(ids[i], lengths[i], classes[k], probs[k], rates[k],
-                                          evidence=evidence[k] if evidence is not None else None)
+        for i, outcome in self._label_each(todo).items():
+            if isinstance(outcome, BaseException):
+                results[i] = blank_result(ids[i], lengths[i], _error_text(outcome))
+            else:
+                classes, probs, evidence = outcome
+                results[i] = ReportResult(ids[i], lengths[i], classes, probs, gls_rates(probs), evidence=evidence)
         return results  # type: ignore[return-value]
+
+    def accepts(self, report: Report) -> bool:
+        """Whether `report` will reach the engine (it decodes, and is within max_report_chars)."""
+        try:
+            check_text(decode_report(report), self.max_report_chars)
+        except InputError:
+            return False
+        return True
+
+    def _label_each(self, todo: dict[int, ReadText]) -> dict[int, Any]:
+        """position -> (classes, probs, evidence), or the exception that report alone raised. All
+        texts go through the engine together; only if that fails is each retried alone, so one report
+        that breaks a native library (a tokenizer panic) is its own error, not its batch's."""
+        if not todo:
+            return {}
+        try:
+            classes, probs, evidence = self._label(list(todo.values()))
+            return {i: (classes[k], probs[k], evidence[k] if evidence is not None else None)
+                    for k, i in enumerate(todo)}
+        except BaseException as exc:  # noqa: BLE001 (native code may raise non-Exceptions)
+            if not item_failure(exc):
+                raise
+            if len(todo) == 1:
+                return {next(iter(todo)): exc}
+        return {i: outcome for one in todo.items() for i, outcome in self._label_each(dict([one])).items()}
 
     # ---- the two engines ------------------------------------------------------------------------
     def _label(self, reads: list[ReadText]) -> tuple[np.ndarray, np.ndarray, list[dict[str, list[list[int]]]] | None]:

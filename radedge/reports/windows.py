@@ -90,8 +90,11 @@ class ReportWindows:
         if not manifest.tokenizer or not manifest.max_length:
             raise ManifestError(f"{model_dir}: a report model needs tokenizer and max_length in its manifest")
         path = Path(model_dir) / manifest.tokenizer
+        # The bytes checked against the manifest's sha256 are the bytes parsed: the tokenizer must be
+        # one of the manifest's files, inside the folder (a path elsewhere would load unverified).
+        data = manifest.read_verified(model_dir, manifest.tokenizer)
         try:
-            tokenizer = Tokenizer.from_file(str(path))
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as exc:  # tokenizers raises a bare Exception on unreadable files
             raise ManifestError(f"{path}: cannot load the tokenizer ({exc})") from exc
         return cls(tokenizer, int(manifest.max_length), int(manifest.stride or 0))

@@ -88,3 +88,31 @@ def test_train_export_quantize_and_score(tmp_path: Path):
     noise = np.random.default_rng(1).random((64, 64)).astype(np.float32)
     flagged = ImageScorer.load(out)(noise)  # one image, one result
     assert flagged.status == "out-of-distribution" and flagged.probabilities is None and flagged.ood_score > 1
+
+
+def test_add_embedding_output_to_an_older_graph(tmp_path: Path):
+    """A probs-only graph (as shipped before the embedding was an output) gains `embedding`: the
+    input of the head, checked against the graph's own probs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.images.onnx import add_embedding_output
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(14, 6)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(14, np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["pixels"], ["emb"]), helper.make_node("Gemm", ["emb", "w", "b"], ["logits"], transB=1),
+         helper.make_node("Sigmoid", ["logits"], ["probs"])], "old",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 14])], initializer=[w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    add_embedding_output(tmp_path / "old.onnx", tmp_path / "new.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "new.onnx"), providers=["CPUExecutionProvider"])
+    assert [(o.name, o.shape) for o in sess.get_outputs()] == [("probs", ["batch", 14]), ("embedding", ["batch", 6])]
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    probs, emb = sess.run(None, {"pixels": x})
+    np.testing.assert_allclose(emb, np.maximum(x, 0), rtol=1e-6)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-emb @ numpy_helper.to_array(w).T)), rtol=1e-5)

@@ -10,8 +10,9 @@ winning by memorising it.
 Operating point (the manifest's thresholds, on the calibrated scale), one documented rule:
 - each reported abnormal finding gets the stricter of (a) Youden's J on the images that label it and
   (b) the threshold that leaves at most NORMAL_BUDGET / K positive calls per *normal* film on the
-  validation normal films (NIH "No Finding", paediatric NORMAL, covid "No Finding"; K = number of
-  reported abnormal findings), i.e. specificity 1 - NORMAL_BUDGET / K on normal films;
+  validation normal films of *each* source that has at least MIN_NORMALS of them (NIH "No Finding",
+  paediatric NORMAL; K = number of reported abnormal findings), i.e. specificity 1 - NORMAL_BUDGET / K
+  on the normal films of every such source;
 - No Finding itself: Youden's J.
 NORMAL_BUDGET is 0.4, below the 0.5 target, as a margin for a new site.
 
@@ -37,6 +38,7 @@ from .metrics import MIN_CLASS, ece
 
 FOLDS = 5
 NORMAL_BUDGET = 0.4
+MIN_NORMALS = 10  # normal films a source needs before the budget is checked on it alone
 METHOD_ORDER = ("identity", "temperature", "platt", "isotonic")  # simplest first: ties keep the simpler
 
 
@@ -104,10 +106,11 @@ def normal_films(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (mask[:, NO_FINDING] > 0) & (targets[:, NO_FINDING] == 1)
 
 
-def choose_thresholds(cal: np.ndarray, targets: np.ndarray, mask: np.ndarray,
-                      reported: Sequence[str]) -> dict[str, float]:
-    """Operating points on calibrated probabilities by the module's rule; 1.0 (never) for findings
-    not reported."""
+def choose_thresholds(cal: np.ndarray, targets: np.ndarray, mask: np.ndarray, reported: Sequence[str],
+                      sources: np.ndarray) -> dict[str, float]:
+    """Operating points on calibrated probabilities by the module's rule, the normal-film budget
+    holding in each source with at least MIN_NORMALS normal films (pooled, the easy paediatric
+    normals would hide the adult ones); 1.0 (never) for findings not reported."""
     normal = normal_films(targets, mask)
     abnormal = [f for f in reported if f != "No Finding"]
     spec = 1.0 - NORMAL_BUDGET / max(1, len(abnormal))
@@ -118,9 +121,10 @@ def choose_thresholds(cal: np.ndarray, targets: np.ndarray, mask: np.ndarray,
         y, p = targets[keep, i], cal[keep, i]
         t = youden(p, y) if enough(y) else 0.5
         if name != "No Finding":
-            on_normal = cal[normal & keep, i]
-            if len(on_normal):
-                t = max(t, float(np.quantile(on_normal, spec, method="higher")) + 1e-6)
+            for src in np.unique(sources):
+                on_normal = cal[normal & keep & (sources == src), i]
+                if len(on_normal) >= MIN_NORMALS:
+                    t = max(t, float(np.quantile(on_normal, spec, method="higher")) + 1e-6)
         out[name] = round(float(min(t, 1.0)), 6)
     return out
 
@@ -139,7 +143,8 @@ def fit_operating(raw: np.ndarray, samples: Sequence[Sample], reported: Sequence
             continue
         calibration[name], errors[name] = choose_calibration(raw[keep, i], targets[keep, i], fold[keep])
     cal = calibrate(raw, calibration, FINDINGS)
-    return calibration, choose_thresholds(cal, targets, mask, reported), errors
+    sources = np.array([s.source for s in samples])
+    return calibration, choose_thresholds(cal, targets, mask, reported, sources), errors
 
 
 def crossfit(raw: np.ndarray, samples: Sequence[Sample], reported: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -160,5 +165,5 @@ def crossfit(raw: np.ndarray, samples: Sequence[Sample], reported: Sequence[str]
     return cal, labels
 
 
-__all__ = ["FOLDS", "METHOD_ORDER", "NORMAL_BUDGET", "choose_calibration", "choose_thresholds", "crossfit",
+__all__ = ["FOLDS", "METHOD_ORDER", "MIN_NORMALS", "NORMAL_BUDGET", "choose_calibration", "choose_thresholds", "crossfit",
            "fit_method", "fit_operating", "folds_of", "normal_films"]

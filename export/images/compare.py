@@ -66,7 +66,7 @@ def summarise(val: Sequence[Sample], probs: dict[str, list[np.ndarray]]) -> dict
         out[mode] = {}
         for src in metrics[0]:
             rows = {}
-            for f in FINDINGS + ["mean"]:
+            for f in [*FINDINGS, "mean"]:
                 values = [m[src]["mean_auc"] if f == "mean" else m[src]["auc"][f] for m in metrics]
                 if any(v is None for v in values):
                     continue
@@ -77,12 +77,15 @@ def summarise(val: Sequence[Sample], probs: dict[str, list[np.ndarray]]) -> dict
 
 
 def table(summary: dict[str, Any]) -> str:
+    """Markdown: per source and finding, mean +- sd of the AUC over seeds for each rate mode."""
     modes = list(summary)
-    lines = ["| source | finding | " + " | ".join(f"{m} (mean ± sd, n={len(next(iter(next(iter(summary[m].values())).values()))['runs'])})"
-                                                  for m in modes) + " |",
+
+    def n_runs(mode: str) -> int:
+        return next((len(r["runs"]) for rows in summary[mode].values() for r in rows.values()), 0)
+
+    lines = ["| source | finding | " + " | ".join(f"{m} (mean ± sd, {n_runs(m)} seeds)" for m in modes) + " |",
              "|---|---|" + "---|" * len(modes)]
-    first = summary[modes[0]]
-    for src, rows in first.items():
+    for src, rows in summary[modes[0]].items():
         for f in rows:
             cells = [summary[m].get(src, {}).get(f) for m in modes]
             lines.append(f"| {src} | {'**mean AUC**' if f == 'mean' else f} | "

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from radedge.labels import FINDING_INDEX, FINDINGS
+from radedge.manifest import Manifest
 
-from .calibrate import NORMAL_BUDGET, crossfit, fit_operating
+from .calibrate import MIN_NORMALS, NORMAL_BUDGET, crossfit, fit_operating
 from .compare import train_or_load
 from .data import Sample, load_pixels, stack_labels
 from .evaluate import FP32_NAME, onnx_outputs
-from .onnx import INT8_AUC_BOUND, export_onnx, parity, provenance, quantize_int8, write_manifest
+from .onnx import INT8_AUC_BOUND, add_embedding_output, export_onnx, parity, provenance, quantize_int8, write_manifest
 from .metrics import (MIN_CLASS, auc_shift, bootstrap_auc, ece, max_shift, per_source_metrics, positives_per_normal,
                       reliability)
 from .model import ViTSpec
@@ -73,10 +74,12 @@ def quantize_checked(fp32: Path, out: Path, calib: np.ndarray, val: Sequence[Sam
 
 
 def learned_findings(train: Sequence[Sample], val: Sequence[Sample], probs: np.ndarray) -> tuple[list[str], dict]:
-    """Findings the model reports: at least MIN_CLASS positive training images, and a validation AUC
-    (all labelled validation images) whose 95% bootstrap interval lies above 0.5. The others never
-    learned anything usable (no positives: Enlarged Cardiomediastinum, Fracture, Support Devices) or
-    do no better than chance on validation; they are reported as not available."""
+    """Findings the model reports: at least MIN_CLASS positive training images, and in at least one
+    source a validation AUC whose 95% bootstrap interval lies above 0.5 (per source: pooled over
+    sources, an AUC also rewards telling the sources apart, e.g. paediatric NORMAL films from adult
+    ones). The others never learned anything usable (no positives: Enlarged Cardiomediastinum,
+    Fracture, Support Devices) or do no better than chance on validation; they are reported as not
+    available."""
     t_targets, t_mask, _ = stack_labels(train)
     targets, mask, _ = stack_labels(val)
     positives = (t_targets * t_mask).sum(axis=0)
@@ -84,18 +87,21 @@ def learned_findings(train: Sequence[Sample], val: Sequence[Sample], probs: np.n
     learned = []
     for name in FINDINGS:
         i = FINDING_INDEX[name]
-        keep = mask[:, i] > 0
-        y = targets[keep, i]
         if positives[i] < MIN_CLASS:
             why[name] = f"{int(positives[i])} positive training images"
-        elif y.sum() < MIN_CLASS or (1 - y).sum() < MIN_CLASS:
-            why[name] = "too few validation images of a class to validate"
+            continue
+        intervals = {}
+        for src, rows in per_source(val).items():
+            keep = rows & (mask[:, i] > 0)
+            y = targets[keep, i]
+            if y.sum() >= MIN_CLASS and (1 - y).sum() >= MIN_CLASS:
+                intervals[src] = bootstrap_auc(y, probs[keep, i])
+        if any(lo > 0.5 for lo, _ in intervals.values()):
+            learned.append(name)
         else:
-            lo, hi = bootstrap_auc(y, probs[keep, i])
-            if lo <= 0.5:
-                why[name] = f"validation AUC 95% interval [{lo}, {hi}] includes 0.5"
-            else:
-                learned.append(name)
+            why[name] = ("validation AUC 95% interval includes 0.5 in every source: "
+                         + ", ".join(f"{src} [{lo}, {hi}]" for src, (lo, hi) in intervals.items())
+                         if intervals else "too few validation images of a class to validate")
     return learned, why
 
 
@@ -172,11 +178,9 @@ def auc_with_ci(val: Sequence[Sample], probs: np.ndarray) -> dict[str, dict[str,
 def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_IMAGES,
           command: Sequence[str] = ("python", "-m", "export.images.default"), name: str = "image-vit",
           baseline: bool = True, calib_images: int = 64) -> dict[str, Any]:
-    """Train (GLS and, if `baseline`, BCE), export, quantize, calibrate and write the model folder `out`."""
+    """Train (GLS and, if `baseline`, BCE), export, then `ship` into the model folder `out`."""
     t0 = time.time()
     runs.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    pre = preprocess_spec(cfg.spec)
     torch.set_num_threads(cfg.threads)
     data = prepare_data(replace(cfg, rates="gls"), images_root)
     train_set, val = data
@@ -187,13 +191,52 @@ def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_I
         bce_folder, bce_probs, _ = train_or_load(replace(cfg, rates="bce"), runs, images_root, data)
         summary["bce"] = per_source_metrics(val, bce_probs)
         export_onnx(load_checkpoint(bce_folder / "checkpoint.pt")[0], runs / "bce.onnx")
-
-    for stale in ("model.fp32.onnx", "model.onnx", "ood.npz"):
-        (out / stale).unlink(missing_ok=True)
-    val_px = pixels_of(val, pre)
     fp32 = runs / FP32_NAME
     export_onnx(model, fp32)
-    parity_diff = parity(model, fp32, val_px[:64])
+    parity_diff = parity(model, fp32, pixels_of(val[:64], preprocess_spec(cfg.spec)))
+    training = {"training": cfg.to_dict(), "stem_weights": ckpt.get("stem_weights"), "checkpoint": str(folder),
+                "rates": {"summary": ckpt.get("rates"),
+                          "priors": {k: [round(float(x), 3) for x in v] for k, v in SOURCE_PRIORS.items()},
+                          "report_labeler": "radedge.reports.labeler.ReportLabeler.load('rules')"},
+                "history": ckpt.get("history"), "onnx_parity_max_abs": parity_diff}
+    return ship(fp32, cfg, out, data, images_root, command, name, summary, training, t0, calib_images)
+
+
+def reship(source: Path, out: Path, runs: Path, images_root: Path = DEFAULT_IMAGES,
+           command: Sequence[str] = ("python", "-m", "export.images.default", "--from-model"),
+           name: str = "image-vit") -> dict[str, Any]:
+    """Ship an already trained model folder again without retraining: its fp32 export (the
+    `probs`-only graph of an older build gets the `embedding` output added) is quantized, and the
+    reported findings, calibration, operating points and out-of-distribution check are fitted as
+    in `build`. The folder's own manifest says how it was trained (kept as provenance)."""
+    t0 = time.time()
+    old = Manifest.read(source)
+    old_prov = old.provenance
+    cfg = TrainConfig(spec=ViTSpec(**old.extra["architecture"]), **{k: v for k, v in old_prov["training"].items()
+                                                                    if k not in ("spec", "sources")},
+                      sources=tuple(old_prov["training"]["sources"]))
+    runs.mkdir(parents=True, exist_ok=True)
+    fp32 = add_embedding_output(source / FP32_NAME, runs / FP32_NAME)
+    data = prepare_data(replace(cfg, rates="gls"), images_root)
+    comparison = old.metrics.get("gls_vs_bce_pytorch", {})
+    training = {"training": cfg.to_dict(), "trained_by": {k: old_prov.get(k) for k in ("command", "git_commit", "date",
+                                                                                         "minutes")},
+                "stem_weights": old_prov.get("stem_weights"), "rates": old_prov.get("rates"),
+                "history": old_prov.get("history")}
+    return ship(fp32, cfg, out, data, images_root, command, name, comparison, training, t0)
+
+
+def ship(fp32: Path, cfg: TrainConfig, out: Path, data: tuple[list[Sample], list[Sample]], images_root: Path,
+         command: Sequence[str], name: str, comparison: dict[str, Any], training: dict[str, Any], t0: float,
+         calib_images: int = 64) -> dict[str, Any]:
+    """fp32 ONNX (outputs probs, embedding) -> the model folder `out`: int8 model.onnx, the reported
+    findings, calibration and operating points, ood.npz, reliability.png, MODEL_CARD.md, manifest.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.fp32.onnx", "model.onnx", "ood.npz", RELIABILITY_PNG):
+        (out / stale).unlink(missing_ok=True)
+    train_set, val = data
+    pre = preprocess_spec(cfg.spec)
+    val_px = pixels_of(val, pre)
     fp32_metrics = per_source_metrics(val, onnx_outputs(fp32, val_px)["probs"])
     calib = pixels_of(train_set[:: max(1, len(train_set) // calib_images)][:calib_images], pre)
     precision, mode, shipped_metrics, tried = quantize_checked(fp32, out / "model.onnx", calib, val, val_px,
@@ -213,8 +256,7 @@ def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_I
         "validation": "patient-level split of shared/data/images (export.images.data.split_by_patient, 20%)",
         "shipped": shipped_metrics, "fp32": fp32_metrics, "auc_ci95": auc_with_ci(val, raw),
         "int8_vs_fp32_auc_shift": auc_shift(shipped_metrics, fp32_metrics), "quantization": mode,
-        "quantization_tried_max_shift": tried, "onnx_parity_max_abs": parity_diff,
-        "gls_vs_bce_pytorch": summary, "not_reported": not_reported,
+        "quantization_tried_max_shift": tried, "gls_vs_bce_pytorch": comparison, "not_reported": not_reported,
         "calibration_out_of_fold_ece_by_method": method_ece,
         "operating_out_of_fold": operating_metrics(val, oof_cal, oof_labels, reported),
         "reliability_out_of_fold": curves,
@@ -222,12 +264,7 @@ def build(cfg: TrainConfig, out: Path, runs: Path, images_root: Path = DEFAULT_I
     n_by_source = {src: {"train": sum(s.source == src for s in train_set),
                          "validation": sum(s.source == src for s in val)} for src in sorted({s.source for s in val})}
     prov = provenance(command, REPO, {"images_root": str(images_root), "sources": list(cfg.sources),
-                                      "images": n_by_source},
-                      training=cfg.to_dict(), stem_weights=ckpt.get("stem_weights"), checkpoint=str(folder),
-                      rates={"summary": ckpt.get("rates"),
-                             "priors": {k: [round(float(x), 3) for x in v] for k, v in SOURCE_PRIORS.items()},
-                             "report_labeler": "radedge.reports.labeler.ReportLabeler.load('rules')"},
-                      history=ckpt.get("history"), minutes=round((time.time() - t0) / 60, 1))
+                                      "images": n_by_source}, **training, minutes=round((time.time() - t0) / 60, 1))
     (out / "MODEL_CARD.md").write_text(model_card(name, cfg, precision, mode, metrics, prov, reported, calibration,
                                                   thresholds, ood), encoding="utf-8")
     write_manifest(out, name, cfg.spec.size, pre, precision, thresholds, metrics, prov, embedding_dim=cfg.spec.dim,
@@ -278,6 +315,10 @@ def model_card(name: str, cfg: TrainConfig, precision: str, mode: str, metrics: 
     burden = "; ".join(f"{src}: {row['positives_per_normal_film']} on {row['normal_films']} normal films"
                        for src, row in op.items() if row["positives_per_normal_film"] is not None)
     missing = "\n".join(f"- {f}: {why}" for f, why in metrics["not_reported"].items())
+    by = prov.get("trained_by")
+    trained_by = (f"\nThe network itself was trained by `{by['command']}` at commit `{by['git_commit']}` ({by['date']}); "
+                  "this build re-shipped it (`--from-model`): quantization, findings, calibration, operating points "
+                  "and the out-of-distribution check.") if by else ""
     return f"""# {name}: chest radiograph findings (CheXpert label space), research model
 
 **This is NOT a medical device.** It is not cleared or approved for clinical use, has not been
@@ -331,8 +372,9 @@ Probabilities are calibrated per finding (`calibration` in manifest.json, applie
 patient-grouped folds of the validation images and judged by expected calibration error (ECE, 10 bins)
 on the fifth; the lowest out-of-fold ECE won and was refitted on all of them. Thresholds (on the
 calibrated scale): the stricter of Youden's J and the threshold that leaves at most {NORMAL_BUDGET} /
-{len([f for f in reported if f != 'No Finding'])} positive calls per normal validation film for each abnormal finding (No Finding: Youden's J);
-see export/images/calibrate.py.
+{len([f for f in reported if f != 'No Finding'])} positive calls per normal validation film for each abnormal finding, in each source
+with at least {MIN_NORMALS} normal films (NIH "No Finding", paediatric NORMAL); No Finding: Youden's J.
+See export/images/calibrate.py.
 
 ECE and false positives below are **out of fold**: each fold is scored by calibration and thresholds
 fitted on the other four, so they are not measured on the data they were fitted on.
@@ -350,10 +392,10 @@ Reliability diagram (out of fold, all validation images that label the finding):
 An input whose OOD score exceeds {ood['flag_above']} gets status `out-of-distribution` and no findings.
 {ood['rule']}. Thresholds: embedding {ood['thresholds']['embedding']}, image statistics
 {ood['thresholds']['statistics']} ({', '.join(ood['statistics'])}). What it flags is measured by
-`python -m benchmarks.image_ood` (README).
+`python -m benchmarks.ood` (README).
 
 ## Reproduce
-`{prov['command']}` at commit `{prov['git_commit']}`; took {prov['minutes']} min on a 2-core CPU.
+`{prov['command']}` at commit `{prov['git_commit']}`; took {prov['minutes']} min on a 2-core CPU.{trained_by}
 """
 
 
@@ -369,8 +411,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="last EfficientNet-Lite0 blocks fine-tuned")
     ap.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed, help="training seed")
     ap.add_argument("--no-baseline", action="store_true", help="skip the BCE baseline run")
+    ap.add_argument("--from-model", type=Path, default=None,
+                    help="re-ship this trained model folder (its manifest and model.fp32.onnx) without training")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    command = ["python", "-m", "export.images.default", *(argv if argv is not None else sys.argv[1:])]
+    if args.from_model is not None:
+        print(json.dumps(reship(args.from_model, args.out, args.runs, args.images, command), indent=1))
+        return
     cfg = replace(DEFAULT_CONFIG, epochs=args.epochs, seed=args.seed,
                   spec=replace(DEFAULT_CONFIG.spec, train_blocks=args.train_blocks))
     metrics = build(cfg, args.out, args.runs, args.images, command=["python", "-m", "export.images.default",

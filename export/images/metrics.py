@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from radedge.labels import FINDING_INDEX, FINDINGS
@@ -50,15 +51,17 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[floa
 
 
 def bootstrap_auc(y: np.ndarray, p: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the AUC (images resampled; resamples with one class skipped)."""
+    """95% percentile bootstrap interval of the AUC (images resampled; resamples with one class are
+    dropped). Vectorised: AUC = Mann-Whitney U / (n1 n0) from tie-averaged ranks of each resample."""
     rng = np.random.default_rng(seed)
-    y, p = np.asarray(y), np.asarray(p)
-    values = []
-    for _ in range(reps):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            values.append(roc_auc_score(y[idx], p[idx]))
-    lo, hi = np.percentile(values, [2.5, 97.5])
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    idx = rng.integers(0, len(y), (reps, len(y)))
+    ys, ranks = y[idx], rankdata(p[idx], axis=1)
+    n1 = ys.sum(axis=1)
+    n0 = len(y) - n1
+    ok = (n1 > 0) & (n0 > 0)
+    auc = ((ranks * ys).sum(axis=1)[ok] - n1[ok] * (n1[ok] + 1) / 2) / (n1[ok] * n0[ok])
+    lo, hi = np.percentile(auc, [2.5, 97.5])
     return round(float(lo), 4), round(float(hi), 4)
 
 

@@ -48,6 +48,30 @@ def export_onnx(model: ImageViT, path: Path) -> Path:
     return path
 
 
+def add_embedding_output(src: Path, dst: Path) -> Path:
+    """Copy of an image graph with the pooled embedding as output `embedding` (graphs exported before
+    the embedding was an output: the input of the head, whose Sigmoid makes `probs`)."""
+    model = onnx.load(str(src))
+    if any(o.name == "embedding" for o in model.graph.output):
+        onnx.save(model, str(dst))
+        return dst
+    producer = {out: node for node in model.graph.node for out in node.output}
+    sigmoid = producer["probs"]
+    head = producer[sigmoid.input[0]]
+    if head.op_type == "Add":  # MatMul + Add instead of Gemm
+        head = next(producer[i] for i in head.input if i in producer and producer[i].op_type == "MatMul")
+    if sigmoid.op_type != "Sigmoid" or head.op_type not in ("Gemm", "MatMul"):
+        raise ValueError(f"{src}: no Sigmoid(head(embedding)) at the end of the graph")
+    dim = next(i for i in model.graph.initializer if i.name == head.input[1]).dims
+    trans_b = head.op_type == "Gemm" and any(a.name == "transB" and a.i for a in head.attribute)
+    width = dim[1] if trans_b else dim[0]  # weight [out, in] when transposed, else [in, out]
+    model.graph.node.append(onnx.helper.make_node("Identity", [head.input[0]], ["embedding"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, ["batch", width]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
 @torch.no_grad()
 def torch_probs(model: ImageViT, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
     model.eval()
@@ -119,5 +143,5 @@ def provenance(command: Sequence[str], repo: Path, data: dict[str, Any], **more:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "data": data, **more}
 
 
-__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "export_onnx", "onnx_outputs", "parity", "provenance",
+__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "add_embedding_output", "export_onnx", "onnx_outputs", "parity", "provenance",
            "quantize_int8", "torch_probs", "write_manifest"]

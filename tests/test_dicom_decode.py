@@ -294,8 +294,8 @@ def corpus_files(syntaxes):
                                           ("JPEG 2000 Image Compression", "jpeg2000"),
                                           ("JPEG Baseline (Process 1)", "jpeg")])
 def test_corpus_scores_reduced_vs_full(syntax, codec):
-    """Scores within 0.03 of full decoding; a label may only change where the full-decoding score
-    lies within 0.01 of its threshold (the shipped int8 model moves by about 1e-3 with its batch alone)."""
+    """Network scores within 0.03 of full decoding; a label may only change where the full-decoding
+    (calibrated) score lies within 0.01 of its threshold (the shipped int8 model moves by about 1e-3 with its batch alone)."""
     from radedge.images.scorer import ImageScorer
 
     root, paths = corpus_files({syntax})
@@ -306,8 +306,11 @@ def test_corpus_scores_reduced_vs_full(syntax, codec):
         d = read_dicom(root / path, voi=reduced.spec["voi"], decode_for=reduced.spec)
         assert d.decoded.startswith(codec), (path, d.decoded)
         a, b = full([root / path])[0], reduced([root / path])[0]
+        assert a.status == b.status == "scored", path
         learned = ~np.isnan(a.probabilities)  # findings the model was not trained for are NaN in both
         assert learned.any() and np.array_equal(learned, ~np.isnan(b.probabilities)), path
-        assert np.abs(a.probabilities - b.probabilities)[learned].max() <= 0.03, path
+        # the network's own scores (isotonic calibration is a step function: it may amplify a small change)
+        raw_a, raw_b = (s.infer(s.prepare(root / path).pixels[None]) for s in (full, reduced))
+        assert np.abs(raw_a - raw_b).max() <= 0.03, path
         flipped = (a.labels != b.labels) & learned
         assert np.all(np.abs(a.probabilities - reduced.thresholds)[flipped] < 0.01), path

@@ -15,7 +15,7 @@ from radedge import ImageScorer
 from radedge.cli import main
 from radedge.errors import ManifestError
 from radedge.images.calibration import apply_one, calibrate, check_calibration
-from radedge.images.ood import STATISTICS, OODCheck, image_statistics, mahalanobis
+from radedge.images.ood import LAYOUT_GRID, STATISTICS, OODCheck, image_statistics, layout_features, mahalanobis
 from radedge.images.preprocess import preprocess
 from radedge.labels import FINDINGS
 from radedge.manifest import Manifest, file_hashes
@@ -114,6 +114,21 @@ def test_image_statistics_tell_inverted_and_noise_apart():
     i = STATISTICS.index("mediastinum_contrast")
     assert chest[i] > 0.2 and inverted[i] < -0.2
     assert noise[STATISTICS.index("fine_grain")] > 5 * chest[STATISTICS.index("fine_grain")]
+
+
+def test_layout_features_see_where_the_bright_parts_are():
+    rng = np.random.default_rng(0)
+    chest = layout_features(preprocess(_chest_like(rng), SPEC), SPEC)
+    assert chest.shape == (LAYOUT_GRID ** 2 + len(STATISTICS),)
+    grid = chest[:LAYOUT_GRID ** 2].reshape(LAYOUT_GRID, LAYOUT_GRID)
+    assert grid[:, 1:3].mean() > grid[:, [0, 3]].mean() + 0.05  # the bright middle band
+    rotated = layout_features(preprocess(np.ascontiguousarray(np.rot90(_chest_like(rng))), SPEC), SPEC)
+    assert np.abs(rotated[:LAYOUT_GRID ** 2] - chest[:LAYOUT_GRID ** 2]).max() > 0.05
+
+
+def test_unknown_ood_part_is_refused():
+    with pytest.raises(ValueError, match="unknown out-of-distribution parts"):
+        OODCheck({"thresholds": {"embedding": 1.0, "astrology": 1.0}}, {}, SPEC)
 
 
 def test_mahalanobis_is_euclidean_when_whitened():

@@ -38,7 +38,7 @@ from .onnx import INT8_AUC_BOUND, add_embedding_output, export_onnx, parity, pro
 from .metrics import (MIN_CLASS, auc_shift, bootstrap_auc, ece, max_shift, per_source_metrics, positives_per_normal,
                       reliability)
 from .model import ViTSpec
-from .ood import fit_ood, statistics
+from .ood import features, fit_ood
 from .rates import SOURCE_PRIORS
 from .train import DEFAULT_IMAGES, TrainConfig, load_checkpoint, preprocess_spec, prepare_data
 from ..cli import command_parser, run_command
@@ -249,8 +249,8 @@ def ship(fp32: Path, cfg: TrainConfig, out: Path, data: tuple[list[Sample], list
     reported, not_reported = learned_findings(train_set, val, raw)
     calibration, thresholds, method_ece = fit_operating(raw, val, reported)
     oof_cal, oof_labels = crossfit(raw, val, reported)
-    ood = fit_ood({"embedding": shipped_train["embedding"], "statistics": statistics(train_px, pre)},
-                  {"embedding": shipped_val["embedding"], "statistics": statistics(val_px, pre)}, out)
+    ood = fit_ood(features(shipped_train["embedding"], train_px, pre), features(shipped_val["embedding"], val_px, pre),
+                  out)
     curves = reliability_png(out / RELIABILITY_PNG, val, oof_cal, reported)
     metrics = {
         "validation": "patient-level split of shared/data/images (export.images.data.split_by_patient, 20%)",
@@ -390,8 +390,8 @@ Reliability diagram (out of fold, all validation images that label the finding):
 
 ## Out-of-distribution inputs
 An input whose OOD score exceeds {ood['flag_above']} gets status `out-of-distribution` and no findings.
-{ood['rule']}. Thresholds: embedding {ood['thresholds']['embedding']}, image statistics
-{ood['thresholds']['statistics']} ({', '.join(ood['statistics'])}). What it flags is measured by
+{ood['rule']}. Thresholds: {', '.join(f'{k} {v}' for k, v in ood['thresholds'].items())}; image statistics:
+{', '.join(ood['statistics'])}. What it flags is measured by
 `python -m benchmarks.ood` (README).
 
 ## Reproduce

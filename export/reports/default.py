@@ -156,7 +156,11 @@ looking at all dev reports, so their numbers here are optimistic.
 |---|---|---|---|---|
 {table}
 
-Shipped: `{name}`, trained on all dev reports with the same recipe.
+Shipped: `{name}`, trained on all dev reports with the same recipe. Shipped row minus rules:
+macro F1 {cv['table'][row]['macro_f1'][0] - cv['table']['rules']['macro_f1'][0]:+.3f}, six-finding mean
+{cv['table'][row]['six_mean'][0] - cv['table']['rules']['six_mean'][0]:+.3f}: read them against the spread over folds. Fold results are
+reused from runs/report-cv/ when present (the teacher labels they were trained with are those of the
+rules at the time they were computed); delete that folder to retrain every fold with the current rules.
 """
 
 

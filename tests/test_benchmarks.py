@@ -94,8 +94,10 @@ def test_benchmarks_quick_smoke(tiny_models_dir: Path, tmp_path: Path):
     assert {r["model"] for r in results["latency"]} == {"report-student", "image-vit"}
     assert all(r["fraction_of_peak"] is not None for r in results["latency"])
     assert {m["model"] for m in results["models"]} == {"report-student", "image-vit"}
-    for png in ("throughput_vs_batch.png", "latency_batch1.png", "end_to_end.png"):
+    pngs = ["throughput_reports.png", "throughput_images.png", "latency_batch1.png", "end_to_end_reports_1.png"]
+    for png in pngs:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert set(pngs) <= set(results["plots"])
     e2e = {r["name"]: r for r in results["end_to_end"]}
     assert e2e["report-student"]["ratio_vs_default"] == 1.0
     if "rules" in e2e:  # needs the Open-i reports beside the checkout

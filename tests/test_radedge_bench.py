@@ -74,8 +74,10 @@ def test_radedge_bench_cli_on_tiny_model(tiny_report_model: Path, tmp_path: Path
 
     out = tmp_path / "bench.json"
     r = CliRunner().invoke(main, ["bench", "--model", str(tiny_report_model), "--batch-sizes", "1,2",
-                                  "--seq-lens", "8,16", "--iters", "3", "--warmup", "1", "--json", str(out)])
+                                  "--seq-lens", "8,16", "--iters", "3", "--warmup", "1", "--json", str(out),
+                                  "--plot", str(tmp_path / "plots" / "bench.png")])
     assert r.exit_code == 0, r.output
+    assert (tmp_path / "plots" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     data = json.loads(out.read_text())
     assert data["format"] == "radedge-bench" and data["version"] == 2
     assert data["machine"]["cpu_model"] and set(data) == {"format", "version", "machine", "models", "cases"}
@@ -98,3 +100,16 @@ def test_radedge_bench_cli_errors(tmp_path: Path):
     assert r.exit_code == 2 and "positive integers" in r.output
     r = CliRunner().invoke(main, ["bench", "--model", "rules"])
     assert r.exit_code == 2 and "no model graph" in r.output
+
+
+def test_radedge_bench_plot_without_matplotlib(monkeypatch, tmp_path: Path):
+    import sys
+
+    from click.testing import CliRunner
+
+    from radedge.cli import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    r = CliRunner().invoke(main, ["bench", "--plot", str(tmp_path / "b.png")])
+    assert r.exit_code == 2 and r.output.strip() == ("radedge: error: plots need matplotlib, which is not "
+                                                     "installed: pip install matplotlib"), r.output

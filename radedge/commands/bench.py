@@ -71,11 +71,17 @@ def _targets(models: tuple[str, ...], task: str | None) -> list[tuple[str, str]]
               help="Stop a case's timed calls after this long (at least 3 calls).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw items/s against batch size as a PNG here (needs matplotlib).")
 @guarded
 def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq_lens: list[int], backend: str,
           device: str, threads: int | None, iters: int, warmup: int, max_seconds: float,
-          json_out: Path | None) -> None:
+          json_out: Path | None, plot_out: Path | None) -> None:
     """Time the installed models: p50 / p95 / p99 latency, throughput, peak RSS and load time."""
+    if plot_out is not None:
+        from ..plots import pyplot
+
+        pyplot()  # no matplotlib: say so now, not after the timing
     machine = core.machine_info()
     say(f"machine: {core.describe_machine(machine)}")
     records, rows = [], []
@@ -96,3 +102,16 @@ def bench(models: tuple[str, ...], task: str | None, batch_sizes: list[int], seq
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         tmp.replace(json_out)
         say(f"wrote {json_out}")
+    if plot_out is not None:
+        say(f"wrote {plot_cases(rows, machine, plot_out)}")
+
+
+def plot_cases(rows: list[dict], machine: dict, path: Path) -> Path:
+    """One chart: items/s of each model (and sequence length) against batch size."""
+    from ..plots import throughput_chart
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        label = f"{r['model']} {r['precision']}" + (f", {r['sequence']} tokens" if r.get("sequence") else "")
+        series.setdefault(label, []).append((r["batch"], r["throughput_per_s"]))
+    return throughput_chart(series, "Items per second of each model graph by batch size", "items", path, machine)

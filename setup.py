@@ -10,5 +10,7 @@ setup(
     packages=find_packages(include=["radedge", "radedge.*", "runtimes", "runtimes.*"]) + ["radedge.shipped"],
     package_dir={"radedge.shipped": "models"},
     package_data={"radedge": ["lexicons/**/*"], "radedge.shipped": ["**/*"]},
+    # Only what the runtime loads: an fp32 export left in a model folder is for the export checks.
+    exclude_package_data={"radedge.shipped": ["**/*.fp32.onnx", "**/*.tmp"]},
     include_package_data=False,
 )

@@ -81,6 +81,9 @@ class Manifest:
     ood: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The terms the model's files are under (an SPDX id; a model inherits its training data's terms,
+    # e.g. CC-BY-NC-SA-4.0 for one trained on NC-SA images); None = not stated.
+    licence: str | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

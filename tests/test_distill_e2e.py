@@ -66,6 +66,7 @@ def test_export_parity_gate_and_manifest(built):
     manifest = Manifest.read(out)
     manifest.verify_files(out)
     assert manifest.precision == "int8" and manifest.max_length == 24 and manifest.stride == 8
+    assert manifest.licence == "CC-BY-NC-ND-4.0"  # the writer states the training reports' terms
     assert set(manifest.files) == {"model.onnx", "tokenizer.json", "MODEL_CARD.md"}
     assert [t.name for t in manifest.inputs] == ["input_ids", "attention_mask"]
     assert manifest.provenance["student"]["model_type"] == "deberta-v2"

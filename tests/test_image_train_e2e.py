@@ -58,6 +58,7 @@ def test_train_export_quantize_and_score(tmp_path: Path):
     assert set(metrics["gls_vs_bce_pytorch"]) == {"gls", "bce"}
     manifest = Manifest.read(out)
     manifest.verify_files(out)
+    assert manifest.licence == "CC-BY-NC-SA-4.0"  # the writer states the training images' terms
     assert set(manifest.files) == {"model.onnx", "ood.npz", "reliability.png", "MODEL_CARD.md"}
     # int8 ships only when a quantization mode passed its AUC gate; otherwise the fp32 graph does.
     chosen = metrics["quantization"]

@@ -118,11 +118,16 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray, mode: str = "s
     return out
 
 
+# The image model is trained on the COVID-19 image data collection cases, mostly CC BY-NC-SA: the model is
+# a derivative of NC-SA data (non-commercial use, share alike), whatever the licence of the code.
+LICENCE = "CC-BY-NC-SA-4.0"
+
+
 def write_manifest(folder: Path, name: str, size: int, preprocess: dict[str, Any], precision: str,
                    thresholds: dict[str, float], metrics: dict[str, Any], provenance: dict[str, Any],
                    embedding_dim: int, extra_files: Sequence[str] = (), trained_findings: Sequence[str] | None = None,
                    calibration: dict[str, Any] | None = None, ood: dict[str, Any] | None = None,
-                   extra: dict[str, Any] | None = None) -> Manifest:
+                   extra: dict[str, Any] | None = None, licence: str = LICENCE) -> Manifest:
     files = ["model.onnx", *extra_files, "MODEL_CARD.md"]
     manifest = Manifest(
         name=name, task="image-findings", files=file_hashes(folder, files),
@@ -131,7 +136,7 @@ def write_manifest(folder: Path, name: str, size: int, preprocess: dict[str, Any
                  TensorSpec("embedding", "float32", ("batch", embedding_dim))],
         precision=precision, preprocess=preprocess, thresholds=thresholds, metrics=metrics,
         provenance=provenance, trained_findings=list(trained_findings) if trained_findings is not None else None,
-        calibration=calibration, ood=ood, extra=extra or {},
+        calibration=calibration, ood=ood, extra=extra or {}, licence=licence,
     )
     manifest.validate()
     manifest.write(folder)
@@ -143,5 +148,5 @@ def provenance(command: Sequence[str], repo: Path, data: dict[str, Any], **more:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "data": data, **more}
 
 
-__all__ = ["FP32_NAME", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "add_embedding_output", "export_onnx", "onnx_outputs", "parity", "provenance",
+__all__ = ["FP32_NAME", "LICENCE", "QUANT_MODES", "INT8_AUC_BOUND", "PARITY_TOL", "add_embedding_output", "export_onnx", "onnx_outputs", "parity", "provenance",
            "quantize_int8", "torch_probs", "write_manifest"]

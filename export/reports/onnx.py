@@ -106,9 +106,15 @@ def quantize_int8(src: Path, dst: Path, gather: bool = True) -> Path:
     return dst
 
 
+# Report students are trained on the Open-i reports (described as CC BY-NC-ND 4.0, see
+# shared/data/openi/README.md): the model carries their non-commercial terms, whatever the code's licence.
+LICENCE = "CC-BY-NC-ND-4.0"
+
+
 def write_folder(folder: Path, onnx_path: Path, tokenizer: Path, *, name: str, precision: str, max_length: int,
                  stride: int, metrics: dict[str, Any] | None = None,
-                 provenance: dict[str, Any] | None = None, reading: dict[str, Any] | None = None) -> Manifest:
+                 provenance: dict[str, Any] | None = None, reading: dict[str, Any] | None = None,
+                 licence: str = LICENCE) -> Manifest:
     """A loadable report-model folder (ONNX + tokenizer + manifest)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, folder / "model.onnx")
@@ -116,7 +122,7 @@ def write_folder(folder: Path, onnx_path: Path, tokenizer: Path, *, name: str, p
     manifest = Manifest(name=name, task="report-labels", files=file_hashes(folder, MODEL_FILES), inputs=INPUTS,
                         outputs=OUTPUTS, precision=precision, classes=list(CLASSES), tokenizer=TOKENIZER_JSON,
                         max_length=max_length, stride=stride, metrics=metrics or {}, provenance=provenance or {},
-                        extra={"reading": reading} if reading else {})
+                        extra={"reading": reading} if reading else {}, licence=licence)
     manifest.write(folder)
     return manifest
 

@@ -16,19 +16,22 @@ def models() -> None:
 @models.command("list")
 @guarded
 def list_() -> None:
-    """Every model on the search path ($RADEDGE_MODEL_DIR, models/, installed), and the built-in 'rules'."""
+    """Every model on the search path ($RADEDGE_MODEL_DIR, models/, installed), and the built-in 'rules':
+    name, task, precision, licence (the terms its files are under: a model carries its training data's), folder."""
     entries = registry.list_models()
     if not entries:
         click.echo("no models found in: " + ", ".join(str(d) for d in registry.search_path()))
         return
     defaults = set(registry.DEFAULTS.values())
-    click.echo(f"{'rules':24s} {'report-labels':15s} {'-':5s} (built in: the rule labeler, no model file)")
+    click.echo(f"{'rules':24s} {'report-labels':15s} {'-':5s} {'Apache-2.0':17s} (built in: the rule labeler, no model file; "
+               f"lexicon terms in radedge/lexicons/README.md)")
     for e in entries:
         if e.manifest is None:
             click.echo(f"{e.name:24s} BROKEN  {e.problem}")
             continue
         mark = " (default)" if e.name in defaults else ""
-        click.echo(f"{e.name:24s} {e.manifest.task:15s} {e.manifest.precision:5s} {e.path}{mark}")
+        licence = e.manifest.licence or "licence not stated"
+        click.echo(f"{e.name:24s} {e.manifest.task:15s} {e.manifest.precision:5s} {licence:17s} {e.path}{mark}")
 
 
 @models.command("verify")

@@ -43,7 +43,8 @@ def write_tokenizer(folder: Path) -> None:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+                                        show_progress=False)
     tok.train_from_iterator(VOCAB_TEXTS, trainer)
     tok.save(str(folder / "tokenizer.json"))
 

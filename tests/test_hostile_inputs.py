@@ -630,3 +630,14 @@ def test_a_bad_report_does_not_change_the_others_results(tmp_path: Path) -> None
     assert with_bad[10]["error"] and len(with_bad) == 301
     del with_bad[10]
     assert [r["probs"] for r in with_bad] == [r["probs"] for r in without]
+
+
+def test_a_picture_over_the_pixel_cap_is_refused_before_decoding(tiny_image_model: Path, tmp_path: Path) -> None:
+    import cv2
+
+    png = tmp_path / "big.png"
+    cv2.imwrite(str(png), np.zeros((64, 64), np.uint8))
+    scorer = ImageScorer.load(str(tiny_image_model), max_pixels=1000)
+    result = scorer(png)
+    assert result.status == "error" and "too large" in result.reason
+    assert ImageScorer.load(str(tiny_image_model))(png).status == "scored"

@@ -25,6 +25,7 @@ The result is float32 ``[channels, size, size]``; `preprocess_batch` stacks to `
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Any, Iterable, Mapping
 
@@ -178,15 +179,37 @@ def to_unit_range(array: np.ndarray) -> np.ndarray:
     return np.clip(array.astype(np.float32), 0.0, 1.0)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def check_picture_size(data: bytes, max_pixels: int | None, what: str = "image") -> None:
+    """ImageLoadError when a PNG / JPEG's header declares more than `max_pixels` pixels (width x
+    height), read by Pillow without decoding; so a 1 MB file that unpacks to gigabytes is refused
+    before opencv allocates them. Formats Pillow cannot size are left to opencv's own limit."""
+    if max_pixels is None:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{what}: image too large ({exc})") from exc
+    except Exception:  # noqa: BLE001 (not a format Pillow reads: opencv decides)
+        return
+    if width * height > max_pixels:
+        raise ImageLoadError(f"{what}: image too large: {width} x {height} = {width * height:,} pixels over the cap "
+                             f"of {max_pixels:,} (--max-pixels)")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """A PNG / JPEG (any format opencv reads) as a 2-D float32 image in [0, 1].
 
     Integer pixels are divided by their type's maximum (255 for 8-bit, 65535 for 16-bit), as the
     public chest X-ray datasets store them. Grey stored as RGB(A) is converted (`grey_from_colour`);
-    colour pictures raise ImageLoadError with the reason.
+    colour pictures raise ImageLoadError with the reason; so does a picture over `max_pixels`.
     """
     with open_regular(path) as f:  # a FIFO or device is this input's error, never a hang
-        data = np.frombuffer(f.read(), dtype=np.uint8)
+        raw = f.read()
+    check_picture_size(raw, max_pixels, str(path))
+    data = np.frombuffer(raw, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageLoadError(f"{path}: not an image opencv can read")
@@ -200,5 +223,5 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(scaled, dtype=np.float32)
 
 
-__all__ = ["GREY_SPREAD", "RESIZE_RULES", "check_spec", "grey_from_colour", "load_image",
+__all__ = ["GREY_SPREAD", "RESIZE_RULES", "check_picture_size", "check_spec", "grey_from_colour", "load_image",
            "preprocess", "preprocess_batch", "resize_square", "resized_shape", "to_unit_range"]

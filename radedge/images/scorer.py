@@ -179,7 +179,7 @@ def prepare_input(source: str | os.PathLike | np.ndarray | Any, spec: Mapping[st
         else:
             path = Path(source)
             if images and path.suffix.lower() in IMAGE_SUFFIXES and sniff(path) not in DICOM_KINDS:
-                return _ready(label, preprocess(load_image(path), spec))
+                return _ready(label, preprocess(load_image(path, max_pixels), spec))
             dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views, decode_for=decode_for,
                              max_pixels=max_pixels)
         return _ready(label, preprocess(dcm.image, spec, dcm.shape, dcm.origin), study_uid=dcm.study_uid,

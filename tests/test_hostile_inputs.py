@@ -641,3 +641,18 @@ def test_a_picture_over_the_pixel_cap_is_refused_before_decoding(tiny_image_mode
     result = scorer(png)
     assert result.status == "error" and "too large" in result.reason
     assert ImageScorer.load(str(tiny_image_model))(png).status == "scored"
+
+
+def test_jsonl_resume_with_another_input_or_model_is_refused(tmp_path: Path, tiny_report_model: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("Edema.\nNo effusion.\n")
+    b.write_text("Cardiomegaly.\nNo effusion.\n")
+    out = tmp_path / "out.jsonl"
+    assert label(a, "-o", out, "--model", "rules", "--quiet").exit_code == 0
+    before = out.read_bytes()
+    r = label(b, "-o", out, "--model", "rules", "--quiet")  # same ids (1, 2), another input
+    assert r.exit_code == 2 and "another input" in r.output and out.read_bytes() == before
+    r = label(a, "-o", out, "--model", str(tiny_report_model), "--quiet")
+    assert r.exit_code == 2 and "another model" in r.output and out.read_bytes() == before
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["model"]["name"] == "rules" and len(meta["model"]["sha256"]) == 64 and "sha256" in meta["input"]

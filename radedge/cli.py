@@ -42,9 +42,10 @@ def plugin_commands() -> dict[str, Any]:
 class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Click's run, with a usage error (unknown option, bad choice) as one line and exit 2."""
+        standalone = kwargs.get("standalone_mode", True)
         kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            rv = super().main(*args, **kwargs)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "radedge"
             click.echo(f"{PREFIX} error: {exc.format_message()} (see '{where} -h')", err=True)
@@ -55,6 +56,9 @@ class LazyGroup(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
+        if standalone:  # click's Exit (e.g. from ctx.exit(code)) comes back as a code: exit with it
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """`--verbose` is a group option that may also stand after the subcommand (DESIGN.md)."""

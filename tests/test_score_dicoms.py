@@ -1,8 +1,6 @@
 """`radedge score-dicoms`: a mixed folder record by record, resume after a kill, the whole corpus."""
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tests.outputs import read_records
 from tests.paths import need_data
 from tests.dicom_factory import make_dataset, ramp, write, write_image, write_raw_dataset, write_sr, write_truncated
 
@@ -24,13 +23,6 @@ from radedge.labels import FINDINGS
 
 def run_cli(*args: str):
     return CliRunner().invoke(main, ["score-dicoms", *args], catch_exceptions=False)
-
-
-def read_records(path: Path) -> list[dict]:
-    if path.suffix == ".csv":
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """`radedge score-images`: PNG / JPEG folders through the score-dicoms pipeline, on real files."""
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tests.outputs import read_records
 from tests.paths import need_data
 
 from radedge.cli import main
@@ -19,13 +18,6 @@ from radedge.pipelines.dicoms import CSV_COLUMNS
 
 def run_cli(*args: str):
     return CliRunner().invoke(main, ["score-images", *args], catch_exceptions=False)
-
-
-def read_records(path: Path) -> list[dict]:
-    if path.suffix == ".csv":
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture

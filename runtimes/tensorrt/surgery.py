@@ -15,10 +15,11 @@ Each pass takes an `onnx.ModelProto`, edits it in place and returns the number o
 * **fp32-only mask constants** (`torch.finfo(float32).min` in masked_fill / additive attention masks):
   in fp16 they become -inf, and `-inf - -inf` turns a fully masked softmax row into NaN. For fp16
   builds scalar constants beyond the fp16 range are clamped to +/-1e4 (what BERT-era masks used).
-* **onnxruntime-only quantization** (`quantize_dynamic`'s DynamicQuantizeLinear + MatMulInteger, and
-  uint8 / asymmetric Q/DQ from `quantize_static`): TensorRT parses only signed int8 Q/DQ with zero
-  point 0. `dequantize` turns such graphs back into float graphs with the int8-rounded weights, so
-  the shipped CPU model can still be built for the GPU in fp16 (or re-quantized for TensorRT).
+* **onnxruntime-only quantization** (`quantize_dynamic`'s DynamicQuantizeLinear + MatMulInteger /
+  ConvInteger, its uint8 Gather tables followed by DequantizeLinear, and uint8 / asymmetric Q/DQ from
+  `quantize_static`): TensorRT parses only signed int8 Q/DQ with zero point 0. `dequantize` turns such
+  graphs back into float graphs with the int8-rounded weights, so the shipped CPU model can still be
+  built for the GPU in fp16 (or re-quantized for TensorRT).
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ BOOLEAN_READERS = {("Where", 0), ("Not", 0), ("And", 0), ("And", 1), ("Or", 0), 
 INTEGER_UNARY = {"Abs", "Sign", "Neg"}
 DYNAMIC_QUANT_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
                      "MatMulIntegerToFloat"}
+INTEGER_OPS = {"MatMulInteger": "MatMul", "ConvInteger": "Conv"}  # integer op -> its float form
+# Ops that only pick or move elements, so they commute with dequantization: onnxruntime runs them on
+# the integer tensor (its Gather and Direct8BitOp quantizers) and dequantizes after. Input 0 is the data.
+MOVEMENT_OPS = {"Gather", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Identity", "Expand"}
 
 
 # ---- graph helpers -------------------------------------------------------------------------------
@@ -218,26 +223,30 @@ def quantization_kind(model: onnx.ModelProto) -> str:
     return "qdq-int8"
 
 
-def _dequantized(graph: onnx.GraphProto, q: str, scale: str, zp: str | None, axis: int | None) -> np.ndarray:
-    values = constant_array(graph, q).astype(np.float32)
-    s = constant_array(graph, scale).astype(np.float32)
-    z = constant_array(graph, zp).astype(np.float32) if zp else np.zeros_like(s)
-    if s.ndim == 1 and s.size > 1:  # per-channel along `axis`
-        shape = [1] * values.ndim
-        shape[axis if axis is not None else 1] = -1
-        s, z = s.reshape(shape), z.reshape(shape)
-    return (values - z) * s
-
-
 def dequantize(model: onnx.ModelProto) -> int:
     """Turn an onnxruntime-quantized graph back into a float graph with int8-rounded weights.
 
-    Handles quantize_dynamic's DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale) chain,
-    com.microsoft DynamicQuantizeMatMul, and Q/DQ graphs (weight DequantizeLinear folded into a float
-    initializer; activation QuantizeLinear -> DequantizeLinear pairs bypassed).
+    Every quantized tensor is traced back (through MOVEMENT_OPS) to where its integers were made and
+    replaced by the float tensor it stands for:
+
+    * a constant (a quantized weight or embedding table): dequantized once, here, into a float
+      initializer; the Gather / Reshape / ... that read it now read the float table. This is how
+      `quantize_dynamic` output with `Gather` in its op types (the report student's word, position
+      and token-type embeddings: Gather on a uint8 table -> DequantizeLinear) becomes parseable.
+      The alternative, Gather on the integer table followed by DequantizeLinear, is not open to
+      TensorRT: its DequantizeLinear takes only signed int8 with zero point 0, and these tables are
+      asymmetric uint8. The float table is exact (Gather picks rows; dequantizing before or after
+      picking gives the same numbers) and costs only memory (an fp16 plan stores it at 2 bytes a value);
+    * DynamicQuantizeLinear's output: the float input it quantized (activations are not rounded);
+    * QuantizeLinear's output: a Clip to the range it could represent (its clipping kept, rounding not).
+
+    Integer ops (MatMulInteger, ConvInteger from quantize_dynamic, per-tensor or per-channel weights;
+    com.microsoft DynamicQuantizeMatMul) become MatMul / Conv on those floats; DequantizeLinear nodes
+    (Q/DQ graphs, and what quantize_dynamic puts after a quantized Gather) become the float tensor.
+    Raises ValueError, naming the node, for anything it cannot follow.
     """
     graph = model.graph
-    changed = _dequantize_matmul_integer(graph) + _dequantize_dqmm(graph) + _dequantize_qdq(graph)
+    changed = _dequantize_integer_ops(graph) + _dequantize_dqmm(graph) + _dequantize_qdq(graph)
     prune_dead_nodes(graph)
     left = {n.op_type for n in graph.node} & (DYNAMIC_QUANT_OPS | {"QuantizeLinear", "DequantizeLinear"})
     if left:
@@ -245,29 +254,134 @@ def dequantize(model: onnx.ModelProto) -> int:
     return changed
 
 
-def _dequantize_matmul_integer(graph: onnx.GraphProto) -> int:
+def _input(node: onnx.NodeProto, index: int) -> str | None:
+    """An optional input's name, None when absent or empty."""
+    return node.input[index] if len(node.input) > index and node.input[index] else None
+
+
+def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray:
+    value = constant_array(graph, name)
+    if value is None:
+        raise ValueError(f"{name!r} should be a constant (initializer or Constant node) and is not")
+    return value
+
+
+def _dequantized(graph: onnx.GraphProto, q: str, scale: str | None, zp: str | None, axis: int) -> np.ndarray:
+    """(q - zp) * scale as float32, per-tensor or per-channel along `axis`; scale None means 1."""
+    values = _constant(graph, q).astype(np.float32)
+    s = _constant(graph, scale).astype(np.float32) if scale else np.ones((), np.float32)
+    z = _constant(graph, zp).astype(np.float32) if zp else np.zeros((), np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    s = s.reshape(shape) if s.size > 1 else s.reshape(())
+    z = z.reshape(shape) if z.size > 1 else z.reshape(())
+    return ((values - z) * s).astype(np.float32)
+
+
+def _quantized_root(graph: onnx.GraphProto, tensor: str) -> tuple[list[onnx.NodeProto], str]:
+    """Where a quantized tensor's integers were made: (the MOVEMENT_OPS between, root first; the root tensor)."""
     made = producers(graph)
-    readers = consumers(graph)
+    chain: list[onnx.NodeProto] = []
+    while constant_array(graph, tensor) is None:
+        node = made.get(tensor)
+        if node is None or node.op_type not in MOVEMENT_OPS:
+            break
+        chain.insert(0, node)
+        tensor = node.input[0]
+    return chain, tensor
+
+
+def _float_twin(graph: onnx.GraphProto, tensor: str, scale: str | None, zp: str | None, axis: int,
+                out: str) -> list[onnx.NodeProto]:
+    """Nodes that compute, into `out`, the float tensor that DequantizeLinear(tensor, scale, zp, axis)
+    stands for, from its source instead of its integers (see `dequantize`). Constants are added to the
+    graph at once; the nodes are returned for the caller to insert where `tensor`'s reader was."""
+    chain, root = _quantized_root(graph, tensor)
+    source = producers(graph).get(root)
+    nodes: list[onnx.NodeProto] = []
+    if constant_array(graph, root) is not None:
+        if chain and scale and _constant(graph, scale).size > 1:
+            raise ValueError(f"{tensor!r}: per-channel dequantization after {chain[-1].op_type} "
+                             f"{chain[-1].name!r} is not supported (quantize_dynamic quantizes Gather per tensor)")
+        start = _unique(graph, f"{root}_dequantized") if chain else out
+        graph.initializer.append(numpy_helper.from_array(_dequantized(graph, root, scale, zp, axis), start))
+    elif source is not None and source.op_type == "DynamicQuantizeLinear" and root == source.output[0]:
+        if scale != source.output[1]:
+            raise ValueError(f"{tensor!r}: dequantized with {scale!r}, not the scale of DynamicQuantizeLinear "
+                             f"{source.name!r} that made it")
+        start = source.input[0]
+    elif source is not None and source.op_type == "QuantizeLinear":
+        lo, hi = _fake_quant_range(graph, source)
+        bounds = [_unique(graph, f"{root}_lo"), _unique(graph, f"{root}_hi")]
+        graph.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), bounds[0]),
+                                  numpy_helper.from_array(np.array(hi, np.float32), bounds[1])])
+        start = out if not chain else _unique(graph, f"{root}_clipped")
+        nodes.append(helper.make_node("Clip", [source.input[0], *bounds], [start],
+                                      name=_unique(graph, f"{source.name or 'fake_quant'}_clip")))
+    else:
+        made_by = f"{source.op_type} {source.name!r}" if source is not None else "a graph input"
+        raise ValueError(f"{tensor!r}: its integers come from {made_by}, not from a constant, "
+                         "DynamicQuantizeLinear or QuantizeLinear")
+    for i, node in enumerate(chain):
+        clone = onnx.NodeProto()
+        clone.CopyFrom(node)
+        clone.name = _unique(graph, f"{node.name or node.op_type}_float")
+        clone.input[0] = start
+        start = out if i == len(chain) - 1 else _unique(graph, f"{node.output[0]}_float")
+        clone.output[0] = start
+        nodes.append(clone)
+    if start != out:
+        nodes.append(helper.make_node("Identity", [start], [out], name=_unique(graph, f"{out}_identity")))
+    return nodes
+
+
+def _insert(graph: onnx.GraphProto, index: int, nodes: list[onnx.NodeProto]) -> None:
+    for offset, node in enumerate(nodes):
+        graph.node.insert(index + offset, node)
+
+
+def _other_input(node: onnx.NodeProto, name: str) -> str:
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _dequantize_integer_ops(graph: onnx.GraphProto) -> int:
+    """MatMulInteger / ConvInteger -> Cast -> Mul(scales) back to MatMul / Conv on floats.
+
+    quantize_dynamic's usual form has input A from DynamicQuantizeLinear and the Mul by (A's scale x
+    the weight's scale): A becomes the float activation, B the dequantized weight, and the MatMul / Conv
+    writes the Mul's output. When A's integers come from a constant instead (a quantized embedding
+    read straight by a MatMul), both sides become their exact integer values as floats and the
+    scale Mul after the Cast stays."""
     changed = 0
-    for node in [n for n in graph.node if n.op_type == "MatMulInteger"]:
-        dq = made.get(node.input[0])
-        if dq is None or dq.op_type != "DynamicQuantizeLinear":
-            raise ValueError(f"MatMulInteger {node.name!r}: input A is not from DynamicQuantizeLinear")
+    for node in [n for n in graph.node if n.op_type in INTEGER_OPS]:
+        readers, made = consumers(graph), producers(graph)
         cast = _only_reader(readers, node.output[0], "Cast")
-        mul = _only_reader(readers, cast.output[0], "Mul")
-        scale_in = mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0]
-        scale_mul = made.get(scale_in)
-        if scale_mul is None or scale_mul.op_type != "Mul":
-            raise ValueError(f"MatMulInteger {node.name!r}: no scale Mul after it")
-        w_scale = scale_mul.input[1] if scale_mul.input[0] == dq.output[1] else scale_mul.input[0]
-        w_zp = node.input[3] if len(node.input) > 3 and node.input[3] else None
-        weight = _dequantized(graph, node.input[1], w_scale, w_zp, axis=1)
+        a_zp, w_zp = _input(node, 2), _input(node, 3)
+        weight_axis = 0 if node.op_type == "ConvInteger" else -1  # per output channel / output column
+        a_float = _unique(graph, f"{node.input[0]}_float")
+        chain, root = _quantized_root(graph, node.input[0])
+        dynamic = made.get(root)
+        if dynamic is not None and dynamic.op_type == "DynamicQuantizeLinear":
+            a_scale = dynamic.output[1]
+            mul = _only_reader(readers, cast.output[0], "Mul")
+            scales = made.get(_other_input(mul, cast.output[0]))
+            if scales is None or scales.op_type != "Mul" or a_scale not in scales.input:
+                raise ValueError(f"{node.op_type} {node.name!r}: no Mul by its input's scale after it")
+            weight = _dequantized(graph, node.input[1], _other_input(scales, a_scale), w_zp, weight_axis)
+            new = _float_twin(graph, node.input[0], a_scale, a_zp, 1, a_float)
+            replaced = mul
+        else:
+            weight = _dequantized(graph, node.input[1], None, w_zp, weight_axis)
+            new = _float_twin(graph, node.input[0], None, a_zp, 1, a_float)
+            replaced = cast
         w_name = _unique(graph, f"{node.input[1]}_dequantized")
-        graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), w_name))
-        index = list(graph.node).index(mul)
-        graph.node.insert(index, helper.make_node("MatMul", [dq.input[0], w_name], [mul.output[0]],
-                                                  name=_unique(graph, f"{node.name or 'MatMul'}_float")))
-        graph.node.remove(mul)  # its output is now the new MatMul's; the rest goes in prune_dead_nodes
+        graph.initializer.append(numpy_helper.from_array(weight, w_name))
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        new.append(helper.make_node(INTEGER_OPS[node.op_type], [a_float, w_name], [replaced.output[0]],
+                                    name=_unique(graph, f"{node.name or node.op_type}_float"), **attrs))
+        index = list(graph.node).index(node)
+        graph.node.remove(replaced)  # its output is now the float op's; the rest goes in prune_dead_nodes
+        _insert(graph, index, new)
         changed += 1
     return changed
 
@@ -282,45 +396,29 @@ def _only_reader(readers, tensor: str, op: str) -> onnx.NodeProto:
 def _dequantize_dqmm(graph: onnx.GraphProto) -> int:
     changed = 0
     for node in [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]:
-        zp = node.input[3] if len(node.input) > 3 and node.input[3] else None
-        weight = _dequantized(graph, node.input[1], node.input[2], zp, axis=1)
+        weight = _dequantized(graph, node.input[1], node.input[2], _input(node, 3), axis=-1)
         w_name = _unique(graph, f"{node.input[1]}_dequantized")
-        graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), w_name))
+        graph.initializer.append(numpy_helper.from_array(weight, w_name))
         index = list(graph.node).index(node)
-        bias = node.input[4] if len(node.input) > 4 and node.input[4] else None
+        bias = _input(node, 4)
         mm_out = _unique(graph, f"{node.output[0]}_nobias") if bias else node.output[0]
         new = [helper.make_node("MatMul", [node.input[0], w_name], [mm_out])]
         if bias:
             new.append(helper.make_node("Add", [mm_out, bias], [node.output[0]]))
         graph.node.remove(node)
-        for offset, n in enumerate(new):
-            graph.node.insert(index + offset, n)
+        _insert(graph, index, new)
         changed += 1
     return changed
 
 
 def _dequantize_qdq(graph: onnx.GraphProto) -> int:
     changed = 0
-    made = producers(graph)
     for node in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
-        source = made.get(node.input[0])
-        if source is not None and source.op_type == "QuantizeLinear":
-            # Activation fake-quant: keep its clipping (it can carry a fused Relu: uint8, zero point 0)
-            # but not its rounding.
-            lo, hi = _fake_quant_range(graph, source)
-            names = [_unique(graph, f"{node.output[0]}_lo"), _unique(graph, f"{node.output[0]}_hi")]
-            graph.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), names[0]),
-                                      numpy_helper.from_array(np.array(hi, np.float32), names[1])])
-            index = list(graph.node).index(node)
-            graph.node.insert(index, helper.make_node("Clip", [source.input[0], *names], [node.output[0]],
-                                                      name=_unique(graph, f"{node.name or 'fake_quant'}_clip")))
-        elif constant_array(graph, node.input[0]) is not None:
-            zp = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            weight = _dequantized(graph, node.input[0], node.input[1], zp, axis=_attr(node, "axis", 1))
-            graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), node.output[0]))
-        else:
-            raise ValueError(f"DequantizeLinear {node.name!r}: input is neither constant nor from QuantizeLinear")
+        new = _float_twin(graph, node.input[0], node.input[1], _input(node, 2), _attr(node, "axis", 1),
+                          node.output[0])
+        index = list(graph.node).index(node)
         graph.node.remove(node)
+        _insert(graph, index, new)
         changed += 1
     return changed
 

@@ -398,7 +398,7 @@ def render(summary: dict[str, Any], json_path: Path, readme_dir: Path) -> str:
         parts += ["", "What bounds the end-to-end figures:", "", *bounds]
     builds = [f"{b['model']} {b['requested']}: {'built' if b['ok'] else 'FAILED: ' + b.get('error', '')} "
               f"in {b['seconds']} s" for b in summary["builds"]]
-    parts += ["", "Builds: " + "; ".join(builds) + "."]
+    parts += ["", "Builds: " + ("; ".join(builds) if builds else "none in this run") + "."]
     if summary.get("tests"):
         parts += ["", f"Tests (`{summary['tests']['command']}`): {summary['tests']['summary']}."]
     problems = [f"- {e['section']}: {e['error']}" for e in summary.get("errors", [])]

@@ -373,7 +373,7 @@ def bounds_lines(summary: dict[str, Any]) -> list[str]:
 
 def render(summary: dict[str, Any], json_path: Path, readme_dir: Path) -> str:
     """The README's gpu-results block, from gpu.json alone."""
-    from .readme import _fmt, _rel, markdown_table
+    from .report.readme import _fmt, _rel, markdown_table
 
     parts = [f"Generated from `{_rel(json_path, readme_dir)}` by `python -m benchmarks.gpu`; do not edit by hand. "
              f"GPU: **{summary.get('gpu') or 'unknown'}** (TensorRT {summary['found'].get('tensorrt', '-')}, "
@@ -408,7 +408,7 @@ def render(summary: dict[str, Any], json_path: Path, readme_dir: Path) -> str:
 
 
 def write_readme(summary: dict[str, Any], json_path: Path, readme: Path) -> None:
-    from .readme import replace_block
+    from .report.readme import replace_block
 
     new = replace_block(readme.read_text(encoding="utf-8"), SECTION, render(summary, json_path, readme.resolve().parent))
     tmp = readme.with_name(readme.name + ".tmp")
@@ -454,7 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"ready: {found['gpus'][0]['name']}, TensorRT {found['tensorrt']}, models {', '.join(found['models'])}")
         return 2 if problems else 0
     from . import parity
-    from .variants import discover
 
     out = args.out.resolve()
     engines = out / "engines"

@@ -197,7 +197,7 @@ def test_a_failed_parity_bound_or_build_fails_the_run(tmp_path):
 
 
 def test_the_readme_has_the_block_the_gpu_run_rewrites():
-    from benchmarks.readme import replace_block
+    from benchmarks.report.readme import replace_block
 
     text = (gpu.ROOT / "README.md").read_text(encoding="utf-8")
     replace_block(text, gpu.SECTION, "x\n")  # raises when the block is missing

@@ -1,4 +1,4 @@
-"""benchmarks.gpu, the one-command GPU check, on the CPU: its refusal to run without a GPU (exit 2,
+"""benchmarks.gpu (the one-command GPU check) and benchmarks.report.gpu (its gpu.json and README block), on the CPU: its refusal to run without a GPU (exit 2,
 one line per missing piece), argument parsing, the build step's bookkeeping (an int8 request that fell
 back to fp16 is a failure; plans linked for the benchmark), the pytest step's summary, and gpu.json /
 the README block made from a sample of the harness's results (figures invented for the test only)."""
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import gpu, parity
+from benchmarks.report import gpu as gpu_report
 
 
 def _no_accelerator() -> bool:
@@ -128,7 +129,7 @@ SAMPLE = {
 
 
 def test_model_rows_take_batch_1_at_128_tokens_and_the_best_batch():
-    rows = {r["label"]: r for r in gpu.model_rows(SAMPLE)}
+    rows = {r["label"]: r for r in gpu_report.model_rows(SAMPLE)}
     cpu = rows["report-student int8 ort-cpu"]
     assert cpu["p50_ms_batch1"] == 5.0 and cpu["best_batch"] == 32 and cpu["best_throughput_per_s"] == 640.0
     assert cpu["end_to_end_per_s"] == 150.0  # the 64-token row (9999/s) is another sequence length
@@ -137,12 +138,12 @@ def test_model_rows_take_batch_1_at_128_tokens_and_the_best_batch():
 
 
 def test_targets_are_judged_on_the_best_tensorrt_plan():
-    judged = {(t["task"], t["metric"]): t for t in gpu.targets(gpu.model_rows(SAMPLE))}
+    judged = {(t["task"], t["metric"]): t for t in gpu_report.targets(gpu_report.model_rows(SAMPLE))}
     assert judged[(gpu.REPORT_TASK, "p50_ms_batch1")]["met"]            # 0.25 ms < 0.3
     assert judged[(gpu.REPORT_TASK, "best_throughput_per_s")]["met"]    # 42,000/s > 30,000
     image = judged[(gpu.IMAGE_TASK, "best_throughput_per_s")]
     assert not image["met"] and image["value"] == 6400.0                # < 10,000/s
-    assert not any(t["met"] for t in gpu.targets([]))                    # nothing ran: nothing met
+    assert not any(t["met"] for t in gpu_report.targets([]))                    # nothing ran: nothing met
 
 
 def test_report_parity_compares_each_gpu_labeler_with_the_cpu_one_on_the_holdout():
@@ -168,12 +169,12 @@ def _summary(tmp_path):
     tests = {"command": "python -m pytest -m 'gpu or tensorrt'", "ok": True, "summary": "12 passed"}
     parity_rows = [{"task": gpu.REPORT_TASK, "label": "report-student fp16 tensorrt", "items": 449,
                     "label_agreement": 0.999, "bound": 0.99, "ok": True}]
-    return gpu.summarize(found, builds, tests, SAMPLE, parity_rows, {"check": {"seconds": 1.0}}, ["--quick"])
+    return gpu_report.summarize(found, builds, tests, SAMPLE, parity_rows, {"check": {"seconds": 1.0}}, ["--quick"])
 
 
 def test_summary_and_readme_block(tmp_path):
     summary = _summary(tmp_path)
-    assert summary["ok"] and summary["gpu"] == "NVIDIA H200" and summary["format"] == gpu.FORMAT
+    assert summary["ok"] and summary["gpu"] == "NVIDIA H200" and summary["format"] == gpu_report.FORMAT
     json_path = tmp_path / "gpu.json"
     json_path.write_text(json.dumps(summary), encoding="utf-8")
     readme = tmp_path / "README.md"
@@ -188,12 +189,12 @@ def test_summary_and_readme_block(tmp_path):
 
 def test_a_failed_parity_bound_or_build_fails_the_run(tmp_path):
     summary = _summary(tmp_path)
-    bad = gpu.summarize(summary["found"], summary["builds"], summary["tests"], SAMPLE,
+    bad = gpu_report.summarize(summary["found"], summary["builds"], summary["tests"], SAMPLE,
                         [dict(summary["parity"][0], ok=False)], {}, [])
     assert not bad["ok"]
-    bad = gpu.summarize(summary["found"], [dict(summary["builds"][0], ok=False, error="x")], None, SAMPLE,
+    bad = gpu_report.summarize(summary["found"], [dict(summary["builds"][0], ok=False, error="x")], None, SAMPLE,
                         summary["parity"], {}, [])
-    assert not bad["ok"] and "FAILED: x" in gpu.render(bad, tmp_path / "gpu.json", tmp_path)
+    assert not bad["ok"] and "FAILED: x" in gpu_report.render(bad, tmp_path / "gpu.json", tmp_path)
 
 
 def test_the_readme_has_the_block_the_gpu_run_rewrites():

@@ -9,28 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from radedge.backends import tensorrt as trtb
-
-trtb.import_builder()  # puts the checkout's runtimes/ on sys.path, as radedge itself does
-from runtimes.tensorrt import surgery  # noqa: E402
+from runtimes.tensorrt import surgery
+from tests.onnx_graphs import graph, run_cpu
 
 RNG = np.random.default_rng(0)
-
-
-def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def _run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
 
 
 def _quantize_dynamic(model: onnx.ModelProto, tmp_path: Path, ops: list[str], **options) -> onnx.ModelProto:
@@ -53,7 +38,7 @@ def _embedding_model(after: str = "Add") -> onnx.ModelProto:
         other = numpy_helper.from_array(RNG.normal(size=(16, 8)).astype(np.float32), "w")
         nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]), helper.make_node("MatMul", ["emb", "w"], ["y"])]
         out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 8])
-    return _model(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])], [out], [table, other])
+    return graph(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])], [out], [table, other])
 
 
 IDS = {"ids": RNG.integers(0, 50, size=(3, 7)).astype(np.int64)}
@@ -64,13 +49,13 @@ def test_quantized_embedding_table_becomes_a_float_table_with_identical_outputs(
     quantized = _quantize_dynamic(_embedding_model(), tmp_path, ["Gather"])
     dq = [n for n in quantized.graph.node if n.op_type == "DequantizeLinear"]
     assert dq and surgery.producers(quantized.graph)[dq[0].input[0]].op_type == "Gather"
-    expected = _run(quantized, IDS)[0]
+    expected = run_cpu(quantized, IDS)[0]
     assert surgery.dequantize(quantized) == 1
     assert surgery.quantization_kind(quantized) == "float"
     onnx.checker.check_model(quantized)
     gather = next(n for n in quantized.graph.node if n.op_type == "Gather")
     assert surgery.constant_array(quantized.graph, gather.input[0]).dtype == np.float32
-    np.testing.assert_allclose(_run(quantized, IDS)[0], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(run_cpu(quantized, IDS)[0], expected, rtol=0, atol=1e-6)
 
 
 def test_integer_reshape_and_transpose_between_gather_and_dequantize_are_replayed_on_floats():
@@ -81,13 +66,13 @@ def test_integer_reshape_and_transpose_between_gather_and_dequantize_are_replaye
     nodes = [helper.make_node("Gather", ["table_q", "ids"], ["g"]), helper.make_node("Reshape", ["g", "shape"], ["r"]),
              helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3]),
              helper.make_node("DequantizeLinear", ["t", "scale", "zp"], ["y"])]
-    model = _model(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+    model = graph(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4, "s", 4])], [table, scale, zp, shape])
-    expected = _run(model, IDS)[0]
+    expected = run_cpu(model, IDS)[0]
     surgery.dequantize(model)
     assert surgery.ops_in(model) == {"Gather", "Reshape", "Transpose"}
     onnx.checker.check_model(model)
-    np.testing.assert_allclose(_run(model, IDS)[0], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(run_cpu(model, IDS)[0], expected, rtol=0, atol=1e-6)
 
 
 def test_quantized_gather_read_straight_by_matmulinteger_stays_exact(tmp_path):
@@ -95,28 +80,28 @@ def test_quantized_gather_read_straight_by_matmulinteger_stays_exact(tmp_path):
     quantized = _quantize_dynamic(_embedding_model("MatMul"), tmp_path, ["Gather", "MatMul"], per_channel=True)
     ops = surgery.ops_in(quantized)
     assert "MatMulInteger" in ops and "DynamicQuantizeLinear" not in ops
-    expected = _run(quantized, IDS)[0]
+    expected = run_cpu(quantized, IDS)[0]
     surgery.dequantize(quantized)
     assert surgery.quantization_kind(quantized) == "float"
     onnx.checker.check_model(quantized)
-    np.testing.assert_allclose(_run(quantized, IDS)[0], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_cpu(quantized, IDS)[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_dynamic_quantize_then_integer_transpose_then_dequantize(tmp_path):
     """x is quantized once for a MatMul; a Transpose of x then runs on the integers (Direct8BitOp)."""
     w = numpy_helper.from_array(RNG.normal(size=(16, 8)).astype(np.float32), "w")
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0])]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+    model = graph(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8]),
                     helper.make_tensor_value_info("xt", TensorProto.FLOAT, [16, 4])], [w])
     x = RNG.normal(size=(4, 16)).astype(np.float32)
-    reference = _run(model, {"x": x})
+    reference = run_cpu(model, {"x": x})
     quantized = _quantize_dynamic(model, tmp_path, ["MatMul", "Transpose"])
     transpose = next(n for n in quantized.graph.node if n.op_type == "Transpose")
     assert surgery.producers(quantized.graph)[transpose.input[0]].op_type == "DynamicQuantizeLinear"
     surgery.dequantize(quantized)
     assert surgery.quantization_kind(quantized) == "float"
-    y, xt = _run(quantized, {"x": x})
+    y, xt = run_cpu(quantized, {"x": x})
     np.testing.assert_array_equal(xt, x.T)  # activations are no longer rounded
     assert np.max(np.abs(y - reference[0])) < 0.02 * np.max(np.abs(reference[0]))
 
@@ -124,11 +109,11 @@ def test_dynamic_quantize_then_integer_transpose_then_dequantize(tmp_path):
 def test_conv_integer_becomes_conv_on_float_weights(tmp_path):
     weight = numpy_helper.from_array(RNG.normal(size=(6, 3, 3, 3)).astype(np.float32), "w")
     bias = numpy_helper.from_array(RNG.normal(size=(6,)).astype(np.float32), "bias")
-    model = _model([helper.make_node("Conv", ["x", "w", "bias"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
+    model = graph([helper.make_node("Conv", ["x", "w", "bias"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 12, 12])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 6, 6])], [weight, bias])
     x = RNG.normal(size=(2, 3, 12, 12)).astype(np.float32)
-    reference = _run(model, {"x": x})[0]
+    reference = run_cpu(model, {"x": x})[0]
     from onnxruntime.quantization import QuantType
 
     quantized = _quantize_dynamic(model, tmp_path, ["Conv"], weight_type=QuantType.QUInt8)
@@ -138,7 +123,7 @@ def test_conv_integer_becomes_conv_on_float_weights(tmp_path):
     onnx.checker.check_model(quantized)
     conv = next(n for n in quantized.graph.node if n.op_type == "Conv")
     assert {a.name for a in conv.attribute} >= {"pads", "strides"}
-    result = _run(quantized, {"x": x})[0]
+    result = run_cpu(quantized, {"x": x})[0]
     assert np.max(np.abs(result - reference)) < 0.02 * np.max(np.abs(reference))
 
 
@@ -147,7 +132,7 @@ def test_per_channel_dequantize_after_gather_is_refused_by_name():
     scale = numpy_helper.from_array(np.full(16, 0.01, np.float32), "scale")
     nodes = [helper.make_node("Gather", ["table_q", "ids"], ["g"], name="embed"),
              helper.make_node("DequantizeLinear", ["g", "scale"], ["y"], axis=2)]
-    model = _model(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+    model = graph(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 16])], [table, scale])
     with pytest.raises(ValueError, match="per-channel dequantization after Gather 'embed'"):
         surgery.dequantize(model)
@@ -155,7 +140,7 @@ def test_per_channel_dequantize_after_gather_is_refused_by_name():
 
 def test_dequantize_of_a_graph_input_names_where_the_integers_came_from():
     scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
-    model = _model([helper.make_node("DequantizeLinear", ["q", "scale"], ["y"])],
+    model = graph([helper.make_node("DequantizeLinear", ["q", "scale"], ["y"])],
                    [helper.make_tensor_value_info("q", TensorProto.INT8, [4])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [scale])
     with pytest.raises(ValueError, match="'q': its integers come from a graph input"):

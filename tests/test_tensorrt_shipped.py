@@ -17,16 +17,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, need_data
 
 from benchmarks import parity
-from radedge.backends import tensorrt as trtb
 from radedge.backends.onnxruntime import OnnxRuntimeBackend
 from radedge.manifest import Manifest
 from radedge.registry import LoadedModel
-
-trtb.import_builder()  # puts the checkout's runtimes/ on sys.path, as radedge itself does
-from runtimes.tensorrt import precision, surgery  # noqa: E402
+from runtimes.tensorrt import precision, surgery
+from tests.paths import ROOT, need_data
 
 pytestmark = pytest.mark.slow
 

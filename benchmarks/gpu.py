@@ -90,7 +90,7 @@ def check(root: Path = ROOT) -> tuple[dict[str, Any], list[str]]:
         problems.append(f"TensorRT is not importable ({exc}): pip install 'radedge[gpu]' "
                         "(tensorrt-cu12 or -cu13, matching the driver's CUDA)")
     try:
-        from radedge.backends.tensorrt import import_cudart
+        from radedge.backends.cuda import import_cudart
 
         import_cudart()
     except Exception as exc:  # DeviceUnavailableError names the extra to install

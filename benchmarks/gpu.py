@@ -1,6 +1,6 @@
 """`python -m benchmarks.gpu [--out DIR]`: the whole GPU check of the shipped models, in one run.
 
-For one short session on a machine with an NVIDIA GPU (sized for about 6-8 minutes on an H100 / H200):
+For one short session on a machine with an NVIDIA GPU (meant to take minutes; not yet timed on a GPU):
 
 1. check  - a GPU visible (nvidia-smi), TensorRT, cuda-python and onnxruntime's CUDA provider
             importable, models/ and the evaluation data present. Anything missing: exit 2 with one

@@ -122,3 +122,62 @@ def test_engine_options_need_ray(tmp_path: Path) -> None:
     done = subprocess.run([*RADEDGE, "label-reports", str(src), "-o", str(tmp_path / "o.csv"),
                            "--address", "127.0.0.1:6379"], capture_output=True, text=True)
     assert done.returncode == 2 and "--engine ray" in done.stderr
+
+
+def _jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_empty_input_is_an_empty_table_and_a_rerun_does_nothing(tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "in.jsonl", [])
+    summary = raydata.label_to_parquet(src, tmp_path / "out", "rules")
+    assert (summary.written, summary.total_failed) == (0, 0)
+    table = pq.read_table(tmp_path / "out")
+    assert table.num_rows == 0 and {"id", "labels", "error"} <= set(table.column_names)
+    again = raydata.label_to_parquet(src, tmp_path / "out", "rules")
+    assert (again.written, again.blocks_written, again.resumed) == (0, 0, 0)
+
+
+def test_only_error_items_keep_the_typed_schema(tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "in.jsonl", ["not json", "[1, 2]", {"id": "x"}])
+    summary = raydata.label_to_parquet(src, tmp_path / "out", "rules", num_workers=1)
+    assert (summary.written, summary.failed) == (3, 3)
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("labels").type.num_fields == 14
+    assert all(r["error"] and not any((r["labels"] or {}).values()) for r in table.to_pylist())
+
+
+def test_int_ids_sections_and_evidence_as_json_text(tmp_path: Path) -> None:
+    text = "FINDINGS: Small left pleural effusion. IMPRESSION: No pneumothorax."
+    src = _jsonl(tmp_path / "in.jsonl", [{"id": 7, "text": text}, {"id": "CXR8", "text": text}])
+    raydata.label_to_parquet(src, tmp_path / "out", "rules", sections="impression", num_workers=1)
+    label_file(src, tmp_path / "one.jsonl", "rules", sections="impression")
+    one = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    rows = _parts(tmp_path / "out")
+    assert [r["id"] for r in rows] == ["7", "CXR8"] and [r["id"] for r in one] == [7, "CXR8"]
+    assert [r["labels"] for r in rows] == [r["labels"] for r in one]
+    assert rows[0]["labels"]["Pleural Effusion"] is None  # only the impression was read
+    assert [json.loads(r["evidence"]) for r in rows] == [r["evidence"] for r in one]
+
+
+def test_model_folder_path_and_overwrite_and_stale_temporaries(tmp_path: Path) -> None:
+    from radedge.registry import resolve
+
+    folder = resolve("default", "report-labels")
+    src = _jsonl(tmp_path / "in.jsonl", [{"id": i, "text": t} for i, t in enumerate(REPORTS)])
+    out = tmp_path / "out"
+    raydata.label_to_parquet(src, out, str(folder), block_size=4, num_workers=1)
+    first = _parts(out)
+    (out / "part-000001.parquet").unlink()
+    stale = out / ".part-000001.parquet.999999999.tmp"  # a writer killed mid-write (no such pid)
+    stale.write_bytes(b"half a file")
+    again = raydata.label_to_parquet(src, out, "default", block_size=4, num_workers=1)  # same model by name
+    # labels, not probabilities: int8 dynamic quantization scales each batch as a whole, so a report's
+    # probabilities move in the last digits with its batch-mates (a rerun batches the gap alone)
+    assert not stale.exists() and again.written == 3
+    assert [(r["id"], r["labels"]) for r in _parts(out)] == [(r["id"], r["labels"]) for r in first]
+    stale.write_bytes(b"half a file")
+    redo = raydata.label_to_parquet(src, out, "rules", block_size=4, num_workers=1, overwrite=True)
+    assert not stale.exists() and redo.written == len(REPORTS) and redo.resumed == 0
+    assert sorted(p.name for p in out.iterdir()) == ["_radedge.json", "part-000000.parquet", "part-000001.parquet"]

@@ -39,6 +39,8 @@ WINDOW = 8  # blocks handed to Ray at a time: bounds the driver's memory whateve
 META = "_radedge.json"
 PAYLOAD = "payload"  # the CLI's rows: a pickled (id, report) pair, so bytes and reader errors travel intact
 # Ray's own INFO lines would bury the summary: read by ray.data's logging set-up and Ray's C++ core.
+# (The core then prints one line saying it read RAY_BACKEND_LOG_LEVEL; without it, it prints an error
+# line per actor about constructor arguments in the object store, which is worse.)
 os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
 
@@ -222,6 +224,7 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
 def _check_meta(outdir: Path, meta: dict[str, Any], overwrite: bool) -> set[int]:
     """Create OUTDIR or check it belongs to this run; the block numbers already written."""
     path = outdir / META
+    _remove_stale_temporaries(outdir, everything=overwrite)
     if overwrite and outdir.exists():
         for old in outdir.glob("part-*.parquet"):
             old.unlink()
@@ -238,6 +241,26 @@ def _check_meta(outdir: Path, meta: dict[str, Any], overwrite: bool) -> set[int]
         outdir.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
     return {int(p.stem.split("-")[1]) for p in outdir.glob("part-*.parquet")}
+
+
+def _remove_stale_temporaries(outdir: Path, everything: bool) -> None:
+    """Delete the `.part-*.tmp` files a killed run left (named by the writer's pid): those of processes
+    no longer running, or all of them with `everything` (--overwrite). A live writer's file is kept,
+    so a second job on the same folder does not break the first one's rename."""
+    for tmp in outdir.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if everything or not pid.isdigit() or not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _earlier(outdir: Path, summary: ClusterSummary) -> None:
@@ -291,6 +314,9 @@ def _run_blocks(outdir: Path, blocks: Iterator[tuple[int, list[Any]]], done: set
                         progress(len(rows))
         if rows_of:  # a block Ray returned short: never write a partial part
             raise RuntimeError(f"blocks {sorted(rows_of)} came back incomplete from Ray")
+    if not done and not summary.blocks_written and not summary.blocks_done_before:
+        # an empty input: one empty part, so the dataset still reads as a table with its columns
+        _write_part(outdir, 0, [], schema_of([]))
 
 
 def _pending(blocks: Iterator[tuple[int, list[Any]]], done: set[int],

@@ -12,7 +12,7 @@ from tests.readme_examples import SKIP_MARK, compare, examples, run
 
 DATA = ROOT.parent / "shared" / "data"
 README = ROOT / "README.md"
-MOST_SKIPPED = 12  # slow examples (training, full benchmarks, GPU, clusters) may be left out, but few
+MOST_SKIPPED = 13  # slow examples (training, full benchmarks, GPU, clusters) may be left out, but few
 
 
 def test_the_readme_examples_print_what_the_readme_shows(tmp_path: Path) -> None:

@@ -174,6 +174,10 @@ def test_dequantize_follows_other_quantize_dynamic_settings(folder, how, shipped
     quantize_dynamic(str(src), str(dst), **options)
     requantized = onnx.load(str(dst))
     assert surgery.quantization_kind(requantized) == "dynamic"
+    try:  # these settings can make a different model before any surgery: then there is nothing to judge it by
+        model.assert_matches(model.outputs(requantized), f"{how} as onnxruntime runs it, before surgery")
+    except AssertionError as exc:
+        pytest.xfail(f"quantize_dynamic with {how} changes {folder.name} beyond the bounds by itself: {exc}")
     ops = surgery.ops_in(requantized)
     changed = surgery.dequantize(requantized)
     assert changed >= 1

@@ -163,6 +163,7 @@ def render(results: dict[str, Any], results_path: Path, readme_dir: Path) -> str
         f"(this run: {results.get('wall_s', 0) / 60:.1f} min wall time, {results.get('created')}, commit "
         f"`{results.get('git_commit')}`).",
         "",
+        "*(Not run by the README test: the full benchmark run takes many minutes.)*",
         "```bash",
         "python -m benchmarks --out benchmarks/results          # everything below, one command (--quick: smoke run)",
         "python -m benchmarks.report benchmarks/results/results.json   # regenerate this block",

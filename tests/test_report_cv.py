@@ -45,3 +45,24 @@ def test_fold_scores_and_summary():
     wrong = perfect.copy()
     wrong[:, FINDING_INDEX["Pneumothorax"]] = 0
     assert cv.summary(cv.fold_scores(g, wrong, folds))["pneumothorax_f1"] == [0.0, 0.0]
+
+
+def test_a_fold_without_positives_has_no_f1_and_pooled_scores_count_every_report():
+    scored = ("No Finding", "Atelectasis", "Cardiomegaly", "Pleural Effusion", "Pneumonia", "Pneumothorax")
+    n = 12
+    gold = np.zeros((n, N_FINDINGS), dtype=np.int8)
+    gold[:, FINDING_INDEX["Pneumothorax"]] = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]  # all in fold 0
+    gold[:, FINDING_INDEX["No Finding"]] = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    g = Gold([str(i) for i in range(n)], np.where(gold == 1, POSITIVE, 0).astype(np.int8), "openi", scored)
+    folds = np.array([0] * 6 + [1] * 6)
+    pred = g.classes.copy()
+    pred[2, FINDING_INDEX["Pneumothorax"]] = 0  # one of three missed: F1 0.8
+    scores = cv.fold_scores(g, pred, folds)
+    assert np.isnan(scores[1].per_finding["Pneumothorax"])  # no positive in fold 1: undefined, not 0
+    s = cv.summary(scores)
+    assert s["pneumothorax_f1"] == [0.8, 0.0]  # the mean of the one defined fold
+    p = cv.pooled(g, pred, boot=200)
+    assert p["pneumothorax_f1"][0] == 0.8 and p["no_finding_f1"][0] == 1.0
+    lo, hi = p["pneumothorax_f1"][1:]
+    assert 0.0 <= lo <= 0.8 <= hi <= 1.0 and lo < hi  # resampling 3 positives spreads the F1
+    assert cv.format_row("x", p).count(",") == 4 and cv.format_row("x", s).count("±") == 4

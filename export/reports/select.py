@@ -6,7 +6,8 @@
 For each fold (export.reports.cv: identical texts in one fold), each candidate is trained on the other
 folds (export.reports.sentence_student: teacher sentence labels + gold) and labels the fold's reports;
 the rules label them too. Printed and written to runs/report-cv/: macro F1 (positive, mapped findings),
-the six-finding mean, No Finding and Pneumothorax F1, as mean ± sd over folds. Each (candidate, fold)
+the six-finding mean, No Finding and Pneumothorax F1, as mean ± sd over folds, and pooled over all
+out-of-fold predictions with a bootstrap 95% interval (export.reports.cv says why both). Each (candidate, fold)
 result is kept in runs/report-cv/<candidate>/fold<k>.npy, so a stopped run resumes.
 """
 from __future__ import annotations
@@ -232,9 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
              "rules (sentence by sentence)": cv.summary(cv.fold_scores(corpus.gold, teacher_report_classes(corpus),
                                                                        folds))}
     per_finding = {"rules": per_finding_f1(corpus, rules)}
+    pooled = {"rules": cv.pooled(corpus.gold, rules)}
     print(cv.HEADER)
     for name, row in table.items():
         print(cv.format_row(name, row), flush=True)
+    print(cv.format_row("rules", pooled["rules"]), flush=True)
     print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding["rules"].items()))
     cache: dict[str, Any] = {}
     for name in args.only or DEFAULT:
@@ -244,15 +247,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         pred = run_candidate(c, corpus, folds, extra, args.work / f"k{args.folds}", cache, args.work / "cache")
         table[name] = cv.summary(cv.fold_scores(corpus.gold, pred, folds))
         print(cv.format_row(name, table[name]), flush=True)
+        pooled[name] = cv.pooled(corpus.gold, pred)
+        print(cv.format_row(name, pooled[name]), flush=True)
         per_finding[name] = per_finding_f1(corpus, pred)
         print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding[name].items()))
         both = combination_name(name)
         combined = with_rule_classes(pred, rules, [FINDING_INDEX[f] for f in RULES_FINDINGS])
         table[both] = cv.summary(cv.fold_scores(corpus.gold, combined, folds))
         per_finding[both] = per_finding_f1(corpus, combined)
+        pooled[both] = cv.pooled(corpus.gold, combined)
         print(cv.format_row(both, table[both]), flush=True)
+        print(cv.format_row(both, pooled[both]), flush=True)
     write_json(args.work / f"k{args.folds}" / "summary.json",
-               {"folds": args.folds, "reports": len(ids), "table": table, "per_finding_f1_all_dev": per_finding,
+               {"folds": args.folds, "reports": len(ids), "table": table, "pooled": pooled, "per_finding_f1_all_dev": per_finding,
                 "candidates": {n: {"describe": CANDIDATES[n].describe,
                                    "recipe": {k: v for k, v in asdict(CANDIDATES[n].recipe).items() if k != "history"}}
                                for n in (args.only or DEFAULT)}})

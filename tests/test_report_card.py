@@ -1,0 +1,22 @@
+"""export.reports.default.card: the model card is written from the measured cross-validation only."""
+from __future__ import annotations
+
+from export.reports import select
+from export.reports.default import card
+
+
+def _cv() -> dict:
+    fold = {"macro_f1": [0.77, 0.03], "six_mean": [0.87, 0.06], "no_finding_f1": [0.90, 0.05],
+            "pneumothorax_f1": [0.74, 0.42]}
+    pooled = {"macro_f1": [0.80, 0.78, 0.82], "six_mean": [0.90, 0.88, 0.92], "no_finding_f1": [0.91, 0.89, 0.93],
+              "pneumothorax_f1": [0.897, 0.75, 0.97]}
+    return {"folds": 5, "reports": 2285, "table": {"rules": fold, "x": fold}, "pooled": {"rules": pooled, "x": pooled}}
+
+
+def test_card_has_fold_and_pooled_tables():
+    info = {"cv_row": "x", "history": {"seconds": 10.0, "steps": 5}, "max_length": 128, "stride": 32}
+    measured = {"int8_fp32_label_agreement": 0.999, "parity_max_abs_logit_diff": 0.01}
+    text = card("report-student", select.CANDIDATES["minilm-l3-adapter"], _cv(), measured, info, [])
+    assert "| rules | 0.770 ± 0.030 | 0.870 ± 0.060 | 0.900 ± 0.050 | 0.740 ± 0.420 |" in text
+    assert "| rules | 0.800 [0.780, 0.820] | 0.900 [0.880, 0.920] | 0.910 [0.890, 0.930] | 0.897 [0.750, 0.970] |" in text
+    assert "rule/student combination" in text  # row x is not the candidate's own name

@@ -24,13 +24,16 @@ folders of `--copies` copies of the full-size files per group (JPEG 2000, baseli
 uncompressed; each copy its own SOP Instance UID), reduced (the default) against
 `--full-resolution`, and against another checkout's code with `--baseline` (e.g. `git archive` of the
 commit before reduced decoding). Runs are interleaved, `--repeats` each; medians, rates net of
-start-up (a one-file run of the same command), and the CPU time of the command and its workers per
-image (start-up excluded; what cores / CPU time per image allows on an idle machine, since a shared
-one's wall clock says as much about the other jobs) are printed with the A/B ratios.
+start-up (a run of the same command on one file per worker process, so that every worker starts
+there too), and the CPU time of the command and its workers per image (start-up excluded; what
+cores / CPU time per image allows on an idle machine, since a shared one's wall clock says as much
+about the other jobs) are printed with the A/B ratios.
 
-parity: scores of every JPEG 2000 and baseline JPEG file (corpus and full-size folder) decoded in
-full and reduced, with the shipped model at batch 1: the largest score difference per file and the
-labels that differ, with how far the full-decoding score was from its threshold.
+parity: scores of every file scored (corpus and full-size folder, every transfer syntax) decoded in
+full with the LUTs at full size (`--full-resolution`) and as `radedge score-dicoms` does by default
+(JPEG 2000 and baseline JPEG reduced by the codec, other grey frames decoded in full then shrunk to
+block means before the LUTs), with the shipped model at batch 1: the largest score difference per
+file and the labels that differ, with how far the full-decoding score was from its threshold.
 
 memory: peak memory of `radedge score-dicoms` against folder size (it must not grow with the folder).
 Folders of N small distinct DICOM files (64 x 64 DX, each its own SOP Instance UID, 100 per sub-folder)
@@ -87,6 +90,7 @@ GROUPS = {"jpeg2000": ("j2k-lossless", "j2k-lossy"), "jpeg": ("jpeg",), "uncompr
 FULLSIZE_CACHE = Path(tempfile.gettempdir()) / "radedge-dicom-fullsize"
 MEMORY_CACHE = Path(tempfile.gettempdir()) / "radedge-dicom-mem"
 STATUS_OF = {"score": "scored", "skip": "skipped", "error": "error"}
+STARTUP_FILES = 2  # files of the start-up run of score-dicoms: one per worker process (its default 2)
 
 
 # ---- the model ---------------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ def time_stages(path: Path, spec: dict[str, Any], repeats: int = 3, reduced: boo
     s = check_spec(spec)
     need = resized_shape(shape, s["size"], s["resize"]) if reduced else None
     frame, decode_s = _median(lambda: decode_frame(read_dataset(path), need), repeats)
-    (image, _), lut_s = _median(lambda: grey_intensity(ds, frame.stored, bool(spec.get("voi"))), repeats)
+    (image, _), lut_s = _median(lambda: grey_intensity(ds, frame.stored, bool(spec.get("voi")), frame.extremes), repeats)
     _, pre_s = _median(lambda: preprocess(image, spec, shape, frame.origin), repeats)
     return {"file": str(path), "transfer_syntax": ds.file_meta.TransferSyntaxUID.name, "decoded": frame.how,
             "shape": list(shape), "decoded_shape": list(frame.stored.shape), "read_s": read_s,
@@ -385,25 +389,26 @@ def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = N
         for group, kinds in GROUPS.items():
             group_files = [p for k in kinds for p in files[k]]
             big = copies_folder(group_files, copies, Path(tmp) / group / "many")
-            one = copies_folder(group_files[:1], 1, Path(tmp) / group / "one")
+            # one file per worker: the pool starts a process per file submitted while none is idle
+            few = copies_folder(group_files[:STARTUP_FILES], 1, Path(tmp) / group / "few")
             runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
             start: dict[str, tuple[float, float]] = {}
             for m, (extra, code) in modes.items():
-                start[m] = run_score_dicoms(one, Path(tmp) / "one.csv", extra, code)
+                start[m] = run_score_dicoms(few, Path(tmp) / "few.csv", extra, code)
             for _ in range(repeats):  # interleaved, so load changes hit every mode alike
                 for m, (extra, code) in modes.items():
                     runs[m].append(run_score_dicoms(big, Path(tmp) / "many.csv", extra, code))
-            n = len(group_files) * copies
+            n, net = len(group_files) * copies, len(group_files) * copies - STARTUP_FILES
             out["groups"][group] = {}
             for m in modes:
                 wall = statistics.median(w for w, _ in runs[m])
                 cpu = statistics.median(c for _, c in runs[m])
                 out["groups"][group][m] = {
                     "files": n, "walls_s": [w for w, _ in runs[m]], "median_s": wall, "images_per_s": n / wall,
-                    "startup_s": start[m][0], "net_images_per_s": (n - 1) / max(wall - start[m][0], 1e-9),
-                    "cpu_s_per_image": (cpu - start[m][1]) / max(n - 1, 1),
+                    "startup_s": start[m][0], "net_images_per_s": net / max(wall - start[m][0], 1e-9),
+                    "cpu_s_per_image": (cpu - start[m][1]) / max(net, 1),
                     # what the CPU time allows on an idle machine with this many cores (start-up excluded)
-                    "cpu_bound_images_per_s": (os.cpu_count() or 1) * max(n - 1, 1) / max(cpu - start[m][1], 1e-9)}
+                    "cpu_bound_images_per_s": (os.cpu_count() or 1) * max(net, 1) / max(cpu - start[m][1], 1e-9)}
     return out
 
 
@@ -430,7 +435,9 @@ def format_ab(r: dict[str, Any]) -> str:
 
 # ---- parity: scores, full against reduced ---------------------------------------------------------------
 def parity(model: str = "default", margin: int | None = None) -> list[dict[str, Any]]:
-    """Per JPEG 2000 / baseline JPEG file: the largest score difference, full against reduced decoding,
+    """Per file scored (corpus and full-size folder, every transfer syntax: JPEG 2000 and baseline JPEG
+    decoded reduced, the others decoded in full then shrunk to block means before the LUTs): the
+    largest score difference against full decoding with the LUTs at full size (`--full-resolution`),
     and each label that differs with its full-decoding score and threshold (shipped model, batch 1).
     `margin` replaces `radedge.images.codecs.levels.MARGIN` for the run (1: reduce down to the model's
     input size itself), to show why it is 2."""
@@ -446,30 +453,36 @@ def parity(model: str = "default", margin: int | None = None) -> list[dict[str, 
     full = ImageScorer.load(str(path), batch_size=1, reduced=False)
     reduced = ImageScorer.load(str(path), batch_size=1)
     with open(DATA / "MANIFEST.csv", newline="") as fh:
-        corpus = [DATA / r["path"] for r in _csv.DictReader(fh)
-                  if r["expected"] == "score" and ("JPEG 2000" in r["transfer_syntax"] or "Baseline" in r["transfer_syntax"])]
+        corpus = [DATA / r["path"] for r in _csv.DictReader(fh) if r["expected"] == "score"]
     files = fullsize_folder()
     rows = []
-    for p in corpus + [p for k in ("j2k-lossless", "j2k-lossy", "jpeg") for p in files[k] if p not in corpus]:
+    for p in corpus + [p for k in KINDS for p in files[k] if p not in corpus]:
         a, b = full([p])[0], reduced([p])[0]
         d = read_dicom(p, voi=reduced.spec["voi"], decode_for=reduced.spec)
         trained = np.isfinite(a.probabilities)  # findings the model was not trained on are NaN
         flips = [{"finding": FINDINGS[i], "full": float(a.probabilities[i]), "reduced": float(b.probabilities[i]),
                   "threshold": float(reduced.thresholds[i])} for i in np.flatnonzero(trained & (a.labels != b.labels))]
+        # the network's own outputs too: isotonic calibration is a step function that may amplify a small change
+        raw_a, raw_b = (s.infer(s.prepare(p).pixels[None])[0] for s in (full, reduced))
         rows.append({"file": str(p), "transfer_syntax": d.transfer_syntax, "decoded": d.decoded,
-                     "max_diff": float(np.abs(a.probabilities - b.probabilities)[trained].max()), "flips": flips})
+                     "max_diff": float(np.abs(a.probabilities - b.probabilities)[trained].max()),
+                     "max_raw_diff": float(np.abs(raw_a - raw_b)[trained].max()), "flips": flips})
     return rows
 
 
 def format_parity(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = [f"{'file':48s} {'decoded':16s} {'max |diff|':>10s}  labels that differ (full / reduced / threshold)"]
+    lines = [f"{'file':48s} {'decoded':24s} {'network':>8s} {'calibr.':>8s}  (max |score diff|) "
+             "labels that differ (full / reduced / threshold)"]
     for r in rows:
         name = "/".join(Path(r["file"]).parts[-2:])
         flips = "; ".join(f"{f['finding']} {f['full']:.4f} / {f['reduced']:.4f} / {f['threshold']:.4f}"
                           for f in r["flips"])
-        lines.append(f"{name[-48:]:48s} {r['decoded'][:16]:16s} {r['max_diff']:10.4f}  {flips}")
-    lines.append(f"largest score difference {max(r['max_diff'] for r in rows):.4f} over {len(rows)} files; "
-                 f"{sum(bool(r['flips']) for r in rows)} files with a label that differs")
+        decoded = r["decoded"].split(" (")[0] + (", block means" + r["decoded"].rsplit("block means", 1)[1]
+                                                 if "block means" in r["decoded"] else "")
+        lines.append(f"{name[-48:]:48s} {decoded[:24]:24s} {r['max_raw_diff']:8.4f} {r['max_diff']:8.4f}  {flips}")
+    lines.append(f"largest score difference over {len(rows)} files: network {max(r['max_raw_diff'] for r in rows):.4f}, "
+                 f"calibrated {max(r['max_diff'] for r in rows):.4f}; {sum(bool(r['flips']) for r in rows)} files "
+                 "with a label that differs")
     return "\n".join(lines)
 
 

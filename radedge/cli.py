@@ -199,7 +199,8 @@ def model_options(default_model: str = "default", help_text: str = IMAGE_MODEL_H
             click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                          help="cpu, cuda (error if absent), or auto (GPU if present, else CPU with a warning)."),
             click.option("--threads", type=click.IntRange(1), default=None,
-                         help="Inference threads (default: onnxruntime's choice)."),
+                         help="Inference threads (default: onnxruntime's choice; score-dicoms and score-images: "
+                              "the cores their decoding workers leave, at least 1)."),
         ]):
             fn = option(fn)
         return fn

@@ -12,18 +12,19 @@ from click.testing import CliRunner
 from tests.paths import need_data
 from tests.dicom_factory import make_dataset, write, write_image
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from benchmarks.dicom import as_baseline_jpeg
 from radedge.images import dicom
 from radedge.images.codecs import decode_reduced, set_decoder_threads
+from radedge.images.codecs.blocks import BLOCK_MARGIN, block_means, reduce_full
 from radedge.images.codecs.jpeg2000 import open_reduced
 from radedge.images.codecs.levels import MARGIN, largest_factor, reduced_size
 from radedge.images.codecs.reduced import THREADS_VARIABLE, stored_values
 from radedge.errors import ImageTooLargeError, PixelDecodeError
 from radedge.images.dicom import read_dataset, read_dicom
 from radedge.images.preprocess import _resize_reduced, preprocess, resize_square, resized_shape
-from radedge.pipelines.workers import decoder_threads
+from radedge.pipelines.workers import decoder_threads, inference_threads
 
 SPEC = {"size": 32, "resize": "letterbox", "channels": 1, "mean": [0.0], "std": [1.0], "voi": True}
 
@@ -40,7 +41,7 @@ def compressed(path, pixels, ts=JPEG2000Lossless, **tags):
     ds = make_dataset(pixels, **tags)
     if ts == JPEGBaseline8Bit:
         as_baseline_jpeg(ds, pixels, quality=95)
-    else:
+    elif ts != ExplicitVRLittleEndian:
         ds.compress(ts, encoding_plugin="pydicom" if ts == RLELossless else "",
                     **({"j2k_cr": [10]} if ts == JPEG2000 else {}))
     return write(ds, path)
@@ -84,27 +85,92 @@ def test_stored_values_sign_rules():
     assert stored_values(np.array([200], np.uint16), 8, signed=True).dtype == np.int8
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+@pytest.mark.parametrize("shape,factor", [((64, 96), 4), ((37, 50), 4), ((35, 29), 8), ((5, 9), 8)])
+def test_block_means_are_rounded_means_of_clipped_blocks(dtype, shape, factor):
+    info = np.iinfo(dtype)
+    stored = np.random.default_rng(2).integers(max(info.min, -3000), min(info.max, 4095), shape).astype(dtype)
+    means = block_means(stored, factor)
+    rows, cols = reduced_size(shape[0], factor), reduced_size(shape[1], factor)
+    assert means.dtype == stored.dtype and means.shape == (rows, cols)
+    expected = np.array([[stored[i * factor:(i + 1) * factor, j * factor:(j + 1) * factor].mean() for j in range(cols)]
+                         for i in range(rows)])
+    assert np.abs(means - expected).max() <= 0.5 + 1e-9  # rounded to the stored type
+
+
+def test_reduce_full_keeps_what_it_cannot_shrink():
+    assert BLOCK_MARGIN == 4
+    assert reduce_full(smooth(256, 320), (64, 80)).factor == 1  # 4 x the need is the frame itself
+    wide = smooth(256, 320).astype(np.int32)  # no INTER_AREA for this type: kept in full
+    assert reduce_full(wide, (16, 20), "full (x)").how == "full (x)"
+    frame = reduce_full(smooth(256, 320), (16, 20), "full (x)")
+    assert (frame.factor, frame.origin, frame.how, frame.stored.shape) == (4, 0.0, "full (x), block means 1/4", (64, 80))
+    assert frame.extremes == (float(smooth().min()), float(smooth().max()))
+
+
 # ---- per transfer syntax, per pixel rule: reduced + resize ~ full + resize ----------------------------
-@pytest.mark.parametrize("ts", [JPEG2000Lossless, JPEG2000])
-@pytest.mark.parametrize("case", ["plain", "monochrome1", "window", "rescale", "voi-lut", "minmax"])
-def test_jpeg2000_reduced_matches_full(tmp_path, ts, case):
-    pixels, tags = smooth(), {}
+def pixel_case(case: str, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(pixels, dataset tags) of one pixel rule: MONOCHROME1, a window, a rescale, a VOI LUT, signed."""
+    tags: dict = {}
     if case == "monochrome1":
         pixels, tags = (4095 - pixels).astype(np.uint16), {"photometric": "MONOCHROME1"}
     elif case == "window":
         tags = {"WindowCenter": 1800, "WindowWidth": 1600}
     elif case == "rescale":
         tags = {"RescaleSlope": 2, "RescaleIntercept": -1024, "WindowCenter": 2500, "WindowWidth": 5000}
+    elif case == "rescale-minmax":
+        tags = {"RescaleSlope": 0.5, "RescaleIntercept": -1024}
     elif case == "voi-lut":
         item = pydicom.Dataset()
         item.LUTDescriptor = [4096, 0, 12]
         item.add_new(0x00283006, "US", np.sqrt(np.arange(4096) * 4095.0).astype(int).tolist())  # LUTData
         tags = {"VOILUTSequence": pydicom.Sequence([item])}
+    elif case == "signed":
+        pixels = (pixels.astype(np.int32) - 2048).astype(np.int16)
+    return pixels, tags
+
+
+@pytest.mark.parametrize("ts", [JPEG2000Lossless, JPEG2000])
+@pytest.mark.parametrize("case", ["plain", "monochrome1", "window", "rescale", "voi-lut", "minmax"])
+def test_jpeg2000_reduced_matches_full(tmp_path, ts, case):
+    pixels, tags = pixel_case(case, smooth())
     path = compressed(tmp_path / "j.dcm", pixels, ts, **tags)
     spec = dict(SPEC, voi=case != "minmax")
     full, red, d = both(path, spec)
     assert d.decoded == "jpeg2000 1/4" and d.image.shape == (64, 80) and d.shape == (256, 320)
     assert np.abs(full - red).mean() < 0.01 and np.abs(full - red).max() < 0.06
+
+
+LINEAR_CASES = ("plain", "monochrome1", "rescale-minmax", "signed")
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, RLELossless])
+@pytest.mark.parametrize("case", ["plain", "monochrome1", "window", "rescale", "rescale-minmax", "voi-lut", "minmax",
+                                  "signed"])
+def test_full_decoded_frames_shrink_to_block_means_before_the_luts(tmp_path, ts, case):
+    """LUTs after block means ~ LUTs at full size, then resizing; linear ones (rescale, min-max,
+    MONOCHROME1) commute with averaging, so there only rounding to the stored type differs."""
+    pixels, tags = pixel_case(case, smooth(257, 321))
+    voi = case not in ("minmax", "rescale-minmax", "signed")
+    path = compressed(tmp_path / "f.dcm", pixels, ts, **tags)
+    full, red, d = both(path, dict(SPEC, size=20, voi=voi))  # 4 x 20 covers 80 of 321 columns: 1/4
+    assert d.decoded.startswith("full (transfer syntax") and d.decoded.endswith("block means 1/4")
+    assert d.image.shape == (65, 81) and d.shape == (257, 321) and d.origin == 0.0
+    lut_then_mean = means_of(read_dicom(path, voi=voi).image, 4)
+    if case in LINEAR_CASES:  # only rounding the means to the stored type differs
+        assert np.abs(d.image - lut_then_mean).max() < 2 / 4095
+        assert np.abs(full - red).max() < 0.005  # resizing's boxes do not hold whole blocks
+    else:  # a window / VOI LUT bends the blocks that straddle its edges
+        assert np.abs(d.image - lut_then_mean).mean() < 0.002 and np.abs(d.image - lut_then_mean).max() < 0.03
+        assert np.abs(full - red).mean() < 0.005 and np.abs(full - red).max() < 0.03
+
+
+def means_of(image: np.ndarray, factor: int) -> np.ndarray:
+    """`factor` x `factor` block means of a float image, the last blocks clipped to it."""
+    rows, cols = reduced_size(image.shape[0], factor) * factor, reduced_size(image.shape[1], factor) * factor
+    padded = np.pad(image.astype(np.float64), ((0, rows - image.shape[0]), (0, cols - image.shape[1])),
+                    constant_values=np.nan)
+    return np.nanmean(padded.reshape(rows // factor, factor, cols // factor, factor), axis=(1, 3))
 
 
 def test_jpeg2000_signed_pixels(tmp_path):
@@ -184,9 +250,16 @@ def test_reduced_failure_falls_back_to_full(tmp_path, monkeypatch):
         raise RuntimeError("codec bug")
 
     monkeypatch.setattr(dicom, "decode_reduced", broken)
-    d = read_dicom(path, decode_for=SPEC)
-    assert d.decoded == "full (reduced decoding failed: RuntimeError: codec bug)"
+    d = read_dicom(path, decode_for=dict(SPEC, size=64))
+    assert d.decoded == "full (reduced decoding failed: RuntimeError: codec bug)"  # too small for block means
     np.testing.assert_array_equal(d.image, plain)
+    d = read_dicom(path, decode_for=dict(SPEC, size=20))
+    # decoded in full, then block means before the LUTs, as for any other full-decoded grey frame
+    assert d.decoded == "full (reduced decoding failed: RuntimeError: codec bug), block means 1/4"
+    ds = read_dataset(path)
+    stored = ds.pixel_array
+    np.testing.assert_array_equal(d.image, dicom.to_display(ds, True, block_means(stored, 4),
+                                                            (stored.min(), stored.max()))[0])
 
 
 def test_codestream_size_disagreeing_with_header(tmp_path):
@@ -281,6 +354,25 @@ def test_decoder_threads_share_the_cores(monkeypatch):
     assert os.environ[THREADS_VARIABLE] == "2"
 
 
+def test_inference_threads_leave_the_workers_their_cores(monkeypatch, tmp_path):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [inference_threads(w) for w in (0, 1, 2, 4)] == [2, 1, 1, 1]
+    from radedge.images.scorer import ImageScorer
+    from radedge.pipelines import dicoms
+
+    asked = []
+
+    def load(name, **kw):  # the threads score_folder asks for, then stop
+        asked.append(kw["threads"])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(ImageScorer, "load", load)
+    for workers, threads in ((2, None), (0, None), (2, 3)):
+        with pytest.raises(RuntimeError, match="stop"):
+            dicoms.score_folder(tmp_path, tmp_path.parent / "o.csv", workers=workers, threads=threads)
+    assert asked == [1, None, 3]
+
+
 # ---- the shared corpus, with the shipped model -------------------------------------------------------
 def corpus_files(syntaxes):
     root = need_data("dicom")
@@ -289,10 +381,37 @@ def corpus_files(syntaxes):
     return root, [r["path"] for r in rows]
 
 
+FULL_DECODED = ("Explicit VR Little Endian", "Implicit VR Little Endian", "RLE Lossless",
+                "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])",
+                "JPEG-LS Lossless Image Compression", "JPEG-LS Lossy (Near-Lossless) Image Compression")
+
+
+@pytest.mark.parametrize("syntax", FULL_DECODED)
+def test_corpus_luts_after_block_means_equal_luts_then_means(syntax):
+    """Per transfer syntax decoded in full, on the shared corpus: the LUTs applied to block means give
+    the block means of the LUTs' output (a window clips only the blocks straddling its edges), and the
+    model's input moves by less than a grey level on average. A 64-pixel model input, so that even the
+    512-pixel files are averaged (4 x 64 = 256: blocks of 2, of 4 for 1024 pixels)."""
+    root, paths = corpus_files({syntax})
+    assert paths, syntax
+    spec = dict(SPEC, size=64)
+    for path in paths:
+        full = read_dicom(root / path, voi=True, views=None)
+        d = read_dicom(root / path, voi=True, views=None, decode_for=spec)
+        factor = int(d.decoded.rsplit("block means 1/", 1)[1])
+        assert factor >= 2 and d.image.shape == tuple(reduced_size(n, factor) for n in full.image.shape), path
+        diff = np.abs(d.image - means_of(full.image, factor))
+        assert diff.mean() < 1e-3 and diff.max() < 0.03, (path, diff.mean(), diff.max())
+        moved = np.abs(preprocess(full.image, spec) - preprocess(d.image, spec, d.shape, d.origin))
+        assert moved.mean() < 1 / 255 and moved.max() < 0.1, (path, moved.mean(), moved.max())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("syntax,codec", [("JPEG 2000 Image Compression (Lossless Only)", "jpeg2000"),
                                           ("JPEG 2000 Image Compression", "jpeg2000"),
-                                          ("JPEG Baseline (Process 1)", "jpeg")])
+                                          ("JPEG Baseline (Process 1)", "jpeg"),
+                                          ("Explicit VR Little Endian", "full"),  # block means where large
+                                          ("JPEG-LS Lossy (Near-Lossless) Image Compression", "full")])
 def test_corpus_scores_reduced_vs_full(syntax, codec):
     """Network scores within 0.03 of full decoding; a label may only change where the full-decoding
     (calibrated) score lies within 0.01 of its threshold (the shipped int8 model moves by about 1e-3 with its batch alone)."""

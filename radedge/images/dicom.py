@@ -49,7 +49,7 @@ import numpy as np
 from ..errors import (DicomReadError, ImageLoadError, ImageTooLargeError, InputError, NotDicomError,
                       PixelDecodeError, SkippedInput, item_failure)
 from ..io.files import open_regular
-from .codecs import CodestreamMismatch, Frame, ReducedUnavailable, decode_reduced
+from .codecs import CodestreamMismatch, Frame, ReducedUnavailable, decode_reduced, reduce_full
 from .preprocess import check_spec, grey_from_colour, resized_shape
 
 MAGIC_OFFSET = 128
@@ -308,29 +308,33 @@ def _value_table(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return table, index
 
 
-def _modality_range(ds: Any, stored: np.ndarray, table: np.ndarray, index: np.ndarray) -> tuple[float, float]:
+def _modality_range(ds: Any, stored: np.ndarray, table: np.ndarray, index: np.ndarray,
+                    extremes: tuple[float, float] | None = None) -> tuple[float, float]:
     """(min, max) of the image's values after the modality LUT. A rescale is linear, so the extreme
-    stored values give them; a Modality LUT Sequence may not be monotonic, so there every value
-    present is looked up."""
+    stored values give them (`extremes`, those of the full-resolution frame when `stored` is block
+    means of it); a Modality LUT Sequence may not be monotonic, so there every value present is
+    looked up."""
     from pydicom.pixels import apply_modality_lut
 
+    ends = np.array(extremes if extremes is not None else (stored.min(), stored.max())).astype(stored.dtype)
+    seen = apply_modality_lut(ends, ds)
     if ds.get("ModalityLUTSequence"):
         present = np.bincount(index.ravel(), minlength=len(table)).astype(bool)
-        seen = apply_modality_lut(table, ds)[present]
-    else:
-        seen = apply_modality_lut(np.array([stored.min(), stored.max()], dtype=stored.dtype), ds)
+        seen = np.concatenate([apply_modality_lut(table, ds)[present], seen])
     return float(np.min(seen)), float(np.max(seen))
 
 
-def grey_intensity(ds: Any, stored: np.ndarray, voi: bool) -> tuple[np.ndarray, str]:
-    """Stored grey pixels -> float32 [0, 1], display orientation (see the module docstring)."""
+def grey_intensity(ds: Any, stored: np.ndarray, voi: bool,
+                   extremes: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
+    """Stored grey pixels -> float32 [0, 1], display orientation (see the module docstring);
+    `extremes`: the (min, max) stored values of the full frame when `stored` is block means of it."""
     invert = _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1"
     lookup = _value_table(stored)
     if lookup is None:
         image, how = _display_values(ds, stored, voi)
         return np.ascontiguousarray(1.0 - image if invert else image, dtype=np.float32), how
     table, index = lookup
-    values, how = _display_values(ds, table, voi, _modality_range(ds, stored, table, index))
+    values, how = _display_values(ds, table, voi, _modality_range(ds, stored, table, index, extremes))
     if invert:
         values = 1.0 - values
     return np.take(values.astype(np.float32), index), how
@@ -354,9 +358,10 @@ def decode_frame(ds: Any, need: tuple[int, int] | None = None,
 
     With `need` (the (rows, cols) preprocessing resizes to), JPEG 2000 and baseline JPEG frames are
     decoded at the smallest size the codestream offers that still covers it (`codecs`); every
-    other frame, and any the reduced path refuses or fails on, is decoded in full by pydicom. A
-    codestream whose size disagrees with Rows / Columns is decoded in full too, if its own size is
-    within `max_pixels`."""
+    other frame, and any the reduced path refuses or fails on, is decoded in full by pydicom, and a
+    grey one then shrunk to block means that still cover it (`codecs.reduce_full`), so the LUTs and
+    the resizing do not run over every full-resolution pixel. A codestream whose size disagrees
+    with Rows / Columns is decoded in full too, if its own size is within `max_pixels`."""
     how = "full"
     if need is not None:
         try:
@@ -372,19 +377,23 @@ def decode_frame(ds: Any, need: tuple[int, int] | None = None,
             if not item_failure(exc):
                 raise
             how = f"full (reduced decoding failed: {type(exc).__name__}: {exc})"
-    return Frame(decode_pixels(ds), how=how)
+    stored = decode_pixels(ds)
+    if need is not None and _text(ds, "PhotometricInterpretation").upper().startswith("MONOCHROME"):
+        return reduce_full(stored, need, how)
+    return Frame(stored, how=how)
 
 
-def to_display(ds: Any, voi: bool, stored: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+def to_display(ds: Any, voi: bool, stored: np.ndarray | None = None,
+               extremes: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
     """A checked dataset and its stored pixels (default: decoded here at full resolution) ->
-    (float32 [0, 1] grey image, how its intensity was scaled)."""
+    (float32 [0, 1] grey image, how its intensity was scaled); `extremes` as in `grey_intensity`."""
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if stored is None:
         stored = decode_pixels(ds)
     if photometric.startswith("MONOCHROME"):
         if stored.ndim != 2:
             raise PixelDecodeError(f"grey image decoded to shape {stored.shape}, expected 2-D")
-        return grey_intensity(ds, stored, voi)
+        return grey_intensity(ds, stored, voi, extremes)
     if stored.ndim != 3 or stored.shape[2] != 3:
         raise PixelDecodeError(f"{photometric} image decoded to shape {stored.shape}, expected [rows, cols, 3]")
     full_scale = float(2 ** int(ds.get("BitsStored", 8)) - 1)
@@ -425,7 +434,7 @@ def image_from_dataset(ds: Any, voi: bool = True, views: frozenset[str] | None =
             spec = check_spec(decode_for)
             need = resized_shape(shape[:2], spec["size"], spec["resize"])
         frame = decode_frame(ds, need, max_pixels)
-        image, how = to_display(ds, voi, frame.stored)
+        image, how = to_display(ds, voi, frame.stored, frame.extremes)
     except InputError as exc:  # a readable header: say which instance was skipped or failed
         exc.uids = uids(ds)  # type: ignore[attr-defined]
         raise

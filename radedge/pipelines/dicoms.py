@@ -37,7 +37,7 @@ from ..io.files import display_name
 from ..io.records import RecordWriter, output_format
 from ..labels import FINDINGS
 from .meta import run_meta
-from .workers import Job, prepare_file, prepared_stream
+from .workers import Job, inference_threads, prepare_file, prepared_stream
 
 ID_COLUMNS = ["path", "status", "study_uid", "series_uid", "sop_uid"]
 LABEL_PREFIX = "label:"
@@ -180,7 +180,8 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
     exactly as `radedge score-dicoms` does; an existing output is resumed unless `overwrite`.
 
     `model` is a name, "default", a folder, or a loaded ImageScorer (then backend, device, threads,
-    batch_size, views, max_pixels and reduced are its own). `views`: allowed ViewPosition values
+    batch_size, views, max_pixels and reduced are its own). `threads`: inference threads (default:
+    the cores the decoding workers leave, `workers.inference_threads`). `views`: allowed ViewPosition values
     ("PA,AP", "all"). `workers`: decoding processes (default: min(2, CPUs); 0 = in this process).
     `max_pixels`: largest Rows x Columns x frames decoded (None: no cap); `reduced=False` decodes
     every frame at full resolution (see `radedge.images.dicom.decode_frame`). Problems with the
@@ -195,6 +196,8 @@ def score_folder(folder: str | os.PathLike, output: str | os.PathLike,
     if _inside(output, folder):
         raise ValueError(f"{output}: the output must not be inside the scanned folder {folder}")
     workers = default_workers() if workers is None else workers
+    if threads is None and workers > 0:
+        threads = inference_threads(workers)
     scorer = model if isinstance(model, ImageScorer) else ImageScorer.load(
         model, backend=backend, device=device, threads=threads, batch_size=batch_size, views=views,
         max_pixels=max_pixels, reduced=reduced)

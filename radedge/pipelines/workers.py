@@ -55,6 +55,14 @@ def decoder_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
+def inference_threads(workers: int) -> int:
+    """onnxruntime threads for the process that runs the model while `workers` processes decode:
+    the cores the workers leave, at least one. Its default (one per core) on top of busy workers
+    oversubscribes the cores, and its idle threads spin: on 2 cores with 2 workers, 2 threads cost
+    twice the CPU per image of 1 (`python -m benchmarks.dicom score-dicoms` measures the command)."""
+    return max(1, (os.cpu_count() or 1) - max(workers, 0))
+
+
 def prepare_file(path: str, spec: Mapping[str, Any], views: "frozenset[str] | None", name: str, kind: str = "dicom",
                  max_pixels: int | None = None, reduced: bool = True) -> PreparedImage:
     """Read + decode + preprocess one file of a folder run of `kind` (see KINDS)."""
@@ -122,4 +130,4 @@ def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Job", "decoder_threads", "prepare_job", "prepared_stream"]
+__all__ = ["Job", "decoder_threads", "inference_threads", "prepare_job", "prepared_stream"]

@@ -17,9 +17,11 @@ def reduced_size(n: int, factor: int) -> int:
     return -(-n // factor)
 
 
-def cover(need: tuple[int, int]) -> tuple[int, int]:
-    """The smallest (rows, cols) a reduced frame may have when preprocessing resizes it to `need`."""
-    return need[0] * MARGIN, need[1] * MARGIN
+def cover(need: tuple[int, int], margin: int | None = None) -> tuple[int, int]:
+    """The smallest (rows, cols) a reduced frame may have when preprocessing resizes it to `need`
+    (`margin` times it; default `MARGIN`)."""
+    margin = MARGIN if margin is None else margin
+    return need[0] * margin, need[1] * margin
 
 
 def largest_factor(shape: tuple[int, int], need: tuple[int, int], limit: int) -> int:

@@ -38,6 +38,9 @@ class Frame:
     factor: int = 1
     origin: float = 0.0
     how: str = "full"
+    # the full-resolution frame's smallest and largest stored values, when known (`blocks`):
+    # min-max scaling is over the image's own values, which averaging narrows
+    extremes: tuple[float, float] | None = None
 
 
 def stored_values(bits: np.ndarray, precision: int, signed: bool) -> np.ndarray:

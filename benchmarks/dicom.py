@@ -25,7 +25,8 @@ uncompressed; each copy its own SOP Instance UID), reduced (the default) against
 `--full-resolution`, and against another checkout's code with `--baseline` (e.g. `git archive` of the
 commit before reduced decoding). Runs are interleaved, `--repeats` each; medians, rates net of
 start-up (a run of the same command on one file per worker process, so that every worker starts
-there too), and the CPU time of the command and its workers per image (start-up excluded; what
+there too, before each timed run), and the CPU time of the command and its workers per image
+(net of the start-up run just before, then the median over the repeats; what
 cores / CPU time per image allows on an idle machine, since a shared one's wall clock says as much
 about the other jobs) are printed with the A/B ratios.
 
@@ -302,11 +303,14 @@ def time_pipeline(scorer: ImageScorer, files: Sequence[Path], copies: int, worke
 def stage_report(model: str = "default", repeats: int = 3, copies: int = 4, workers: int = 2,
                  threads: int | None = None) -> dict[str, Any]:
     """Stage timings per file in both modes, inference alone, and the pipeline per group in both modes."""
+    from radedge.pipelines.workers import inference_threads
+
     path, model_label = model_path(model)
+    threads = inference_threads(workers) if threads is None and workers else threads  # as score-dicoms
     scorers = {mode: ImageScorer.load(str(path), threads=threads, reduced=mode == "reduced")
                for mode in ("full", "reduced")}
     spec = scorers["full"].spec
-    out: dict[str, Any] = {"model": model_label, "preprocess": spec, "cpus": os.cpu_count()}
+    out: dict[str, Any] = {"model": model_label, "preprocess": spec, "cpus": os.cpu_count(), "threads": threads}
     files = fullsize_folder()
     paths = [p for kind in KINDS for p in files[kind]] + [DATA / f for f in CORPUS_FILES]
     out["stages"] = [dict(time_stages(p, spec, repeats, mode == "reduced"), mode=mode)
@@ -318,6 +322,11 @@ def stage_report(model: str = "default", repeats: int = 3, copies: int = 4, work
     return out
 
 
+def short_decoded(how: str) -> str:
+    """`DicomImage.decoded` without the reason for full decoding: "jpeg2000 1/8", "full", "full, block means 1/2"."""
+    return how.split(" (")[0] + (", block means" + how.rsplit("block means", 1)[1] if "block means" in how else "")
+
+
 def stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean ms per stage, per (transfer syntax, mode), in first-seen order."""
     keys: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -326,7 +335,7 @@ def stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (ts, mode), group in keys.items():
         row = {"transfer_syntax": ts, "mode": mode, "files": len(group),
-               "decoded": sorted({g["decoded"].split(" (")[0] for g in group})}
+               "decoded": sorted({short_decoded(g["decoded"]) for g in group})}
         for k in ("read_s", "decode_s", "lut_s", "preprocess_s", "prepare_s"):
             row[k.replace("_s", "_ms")] = round(statistics.mean(g[k] for g in group) * 1e3, 1)
         rows.append(row)
@@ -334,13 +343,14 @@ def stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_report(r: dict[str, Any]) -> str:
-    lines = [f"model: {r['model']}", f"preprocess: {r['preprocess']}", f"cpus: {r['cpus']}", "",
+    lines = [f"model: {r['model']}", f"preprocess: {r['preprocess']}",
+             f"cpus: {r['cpus']}, inference threads: {r.get('threads') or 'onnxruntime default'}", "",
              f"{'transfer syntax':45s} {'mode':8s} {'files':>5s} {'read':>7s} {'decode':>7s} {'LUTs':>7s} "
              f"{'preproc':>7s} {'prepare':>8s}  decoded (ms per image, mean over the files of medians)"]
     for row in stage_rows(r["stages"]):
         lines.append(f"{row['transfer_syntax'][:45]:45s} {row['mode']:8s} {row['files']:5d} " + " ".join(
             f"{row[k]:7.1f}" for k in ("read_ms", "decode_ms", "lut_ms", "preprocess_ms")) +
-            f" {row['prepare_ms']:8.1f}  {', '.join(row['decoded'])}")
+            f" {row['prepare_ms']:8.1f}  {'; '.join(row['decoded'])}")
     lines.append("")
     for inf in r["inference"]:
         lines.append(f"inference alone, batch {inf['batch_size']}: {inf['infer_s_per_image'] * 1e3:.1f} ms/image "
@@ -392,23 +402,23 @@ def score_dicoms_ab(copies: int = 8, repeats: int = 3, baseline: Path | None = N
             # one file per worker: the pool starts a process per file submitted while none is idle
             few = copies_folder(group_files[:STARTUP_FILES], 1, Path(tmp) / group / "few")
             runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-            start: dict[str, tuple[float, float]] = {}
-            for m, (extra, code) in modes.items():
-                start[m] = run_score_dicoms(few, Path(tmp) / "few.csv", extra, code)
+            starts: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
             for _ in range(repeats):  # interleaved, so load changes hit every mode alike
                 for m, (extra, code) in modes.items():
+                    starts[m].append(run_score_dicoms(few, Path(tmp) / "few.csv", extra, code))
                     runs[m].append(run_score_dicoms(big, Path(tmp) / "many.csv", extra, code))
             n, net = len(group_files) * copies, len(group_files) * copies - STARTUP_FILES
             out["groups"][group] = {}
             for m in modes:
-                wall = statistics.median(w for w, _ in runs[m])
-                cpu = statistics.median(c for _, c in runs[m])
+                wall, start = (statistics.median(w for w, _ in r) for r in (runs[m], starts[m]))
+                # CPU net of start-up per repeat (the two runs back to back), then the median
+                cpu = statistics.median(c - c0 for (_, c), (_, c0) in zip(runs[m], starts[m]))
                 out["groups"][group][m] = {
                     "files": n, "walls_s": [w for w, _ in runs[m]], "median_s": wall, "images_per_s": n / wall,
-                    "startup_s": start[m][0], "net_images_per_s": net / max(wall - start[m][0], 1e-9),
-                    "cpu_s_per_image": (cpu - start[m][1]) / max(net, 1),
+                    "startup_s": start, "net_images_per_s": net / max(wall - start, 1e-9),
+                    "cpu_s_per_image": cpu / max(net, 1),
                     # what the CPU time allows on an idle machine with this many cores (start-up excluded)
-                    "cpu_bound_images_per_s": (os.cpu_count() or 1) * max(net, 1) / max(cpu - start[m][1], 1e-9)}
+                    "cpu_bound_images_per_s": (os.cpu_count() or 1) * max(net, 1) / max(cpu, 1e-9)}
     return out
 
 
@@ -477,8 +487,7 @@ def format_parity(rows: Sequence[Mapping[str, Any]]) -> str:
         name = "/".join(Path(r["file"]).parts[-2:])
         flips = "; ".join(f"{f['finding']} {f['full']:.4f} / {f['reduced']:.4f} / {f['threshold']:.4f}"
                           for f in r["flips"])
-        decoded = r["decoded"].split(" (")[0] + (", block means" + r["decoded"].rsplit("block means", 1)[1]
-                                                 if "block means" in r["decoded"] else "")
+        decoded = short_decoded(r["decoded"])
         lines.append(f"{name[-48:]:48s} {decoded[:24]:24s} {r['max_raw_diff']:8.4f} {r['max_diff']:8.4f}  {flips}")
     lines.append(f"largest score difference over {len(rows)} files: network {max(r['max_raw_diff'] for r in rows):.4f}, "
                  f"calibrated {max(r['max_diff'] for r in rows):.4f}; {sum(bool(r['flips']) for r in rows)} files "
@@ -676,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--copies", type=int, default=4, help="copies of each full-size file in the pipeline run")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime threads (default: as score-dicoms, the cores the workers leave)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.set_defaults(run=throughput_main)
     p = sub.add_parser("score-dicoms", help="radedge score-dicoms images/s, reduced vs full resolution (A/B)")

@@ -106,6 +106,8 @@ def test_reduce_full_keeps_what_it_cannot_shrink():
     frame = reduce_full(smooth(256, 320), (16, 20), "full (x)")
     assert (frame.factor, frame.origin, frame.how, frame.stored.shape) == (4, 0.0, "full (x), block means 1/4", (64, 80))
     assert frame.extremes == (float(smooth().min()), float(smooth().max()))
+    few_levels = (smooth(256, 320) >> 8).astype(np.uint8)  # 4-bit values: rounded means would lose grey
+    assert few_levels.max() - few_levels.min() < 255 and reduce_full(few_levels, (16, 20)).factor == 1
 
 
 # ---- per transfer syntax, per pixel rule: reduced + resize ~ full + resize ----------------------------

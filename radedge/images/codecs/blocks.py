@@ -30,6 +30,9 @@ from .reduced import Frame
 AREA_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16))
 MAX_FACTOR = 1 << 16
 BLOCK_MARGIN = 4  # blocks no larger than 1/4 of the resizing's box (see the module docstring)
+# fewest distinct stored values a frame spans to be averaged: the means are rounded to the stored
+# type, half a step of it is then at most 1/510 of the image's range (a 1-bit or 4-bit frame keeps its pixels)
+MIN_RANGE = 255
 
 
 def _edge_means(strip: np.ndarray, factor: int, axis: int) -> np.ndarray:
@@ -61,15 +64,18 @@ def block_means(stored: np.ndarray, factor: int) -> np.ndarray:
 def reduce_full(stored: np.ndarray, need: tuple[int, int], how: str = "full") -> Frame:
     """A grey frame decoded in full, as block means of the largest power-of-two factor that still
     covers `need` (the shape preprocessing resizes to) `BLOCK_MARGIN` times; unchanged (factor 1)
-    when no factor helps or its type is not averaged here. `how` says why it was decoded in full."""
+    when no factor helps, its type is not averaged here or its values span fewer than `MIN_RANGE`
+    steps. `how` says why it was decoded in full."""
     factor = largest_factor(stored.shape, cover(need, BLOCK_MARGIN), MAX_FACTOR) if stored.ndim == 2 else 1
     if factor == 1 or stored.dtype not in AREA_TYPES:
         return Frame(stored, how=how)
     import cv2
 
     lo, hi, _, _ = cv2.minMaxLoc(stored)
+    if hi - lo < MIN_RANGE:
+        return Frame(stored, how=how)
     return Frame(block_means(np.ascontiguousarray(stored), factor), factor, 0.0,
                  f"{how}, block means 1/{factor}", (lo, hi))
 
 
-__all__ = ["AREA_TYPES", "BLOCK_MARGIN", "block_means", "reduce_full"]
+__all__ = ["AREA_TYPES", "BLOCK_MARGIN", "MIN_RANGE", "block_means", "reduce_full"]

@@ -1,27 +1,42 @@
-"""`--engine ray` against the plain CLI on the same input, in the same run: throughput against the
-number of Ray workers, Ray's overhead, the agreement of label cells, and an estimate for N nodes.
+"""`--engine ray` against the plain CLI on the same input, in the same run: Ray's fixed start-up
+cost, its steady-state overhead per item, throughput against the number of Ray workers, the
+agreement of label cells, and an estimate for N nodes.
 
-    python -m benchmarks.cluster [--reports 20000] [--student-reports 2285] [--repeats 3] [--json OUT]
+    python -m benchmarks.cluster [--reports 20000] [--student-reports 2285] [--archive-copies 8]
+                                 [--repeats 3] [--only ...] [--json OUT]
 
-Three workloads: the rule labeler on the Open-i reports repeated to `--reports`, the default
-student on `--student-reports` of them, the default image model on the shared DICOM corpus.
-For each, the plain CLI (`radedge label-reports` / `score-dicoms` in a subprocess, start-up and
-model load included) and Ray with 1 and 2 workers run interleaved, `--repeats` times each;
-medians are compared. Ray's start-up (`ray.init`: raylet, GCS, object store) is timed once and
+Four workloads: the rule labeler on the Open-i reports repeated to `--reports`; the default
+student on `--student-reports` of them (all 2,285 by default); the default image model on the
+shared DICOM corpus (44 files); and on an archive-like folder: the corpus plus `--archive-copies`
+copies of the full-size files that `benchmarks/dicom.py` builds (4,280 x 3,520 and smaller chest
+radiographs as JPEG 2000 lossless and lossy, baseline JPEG and uncompressed; each copy its own SOP
+Instance UID, so every copy is scored). For each, the plain CLI (`radedge label-reports` /
+`score-dicoms` in a subprocess, start-up and model load included) and Ray with 1 and 2 workers
+run interleaved, `--repeats` times each, on the workload and on a one-item input of the same kind;
+medians are compared.
+
+- fixed cost: the one-item run's wall seconds (plain: interpreter, imports, model load; Ray:
+  dataset creation, actor start, model load in every actor, the Parquet part).
+- steady-state ratio: (workload wall - one-item wall) of Ray over the same for the plain CLI: the
+  per-item overhead once both are running.
+- total ratio: the workload's wall time, Ray over plain.
+
+`ray.init` (raylet, GCS, object store: what `ray start` pays on a cluster) is timed once and
 reported apart: the Ray runs go through `label_to_parquet` / `score_to_parquet` in this process
-after `init()`, so they include what every job pays (actor processes, model load per actor,
-blocks, Parquet writes) but not the cluster's start. The Ray CLI's total for one job is the sum.
+after `init()`. A Ray CLI run on one machine pays it on top (the total with it is printed too).
 
 Agreement: every label cell of the Ray output against the plain CLI's JSONL (ids exactly once).
-The N-node estimate multiplies the measured per-worker rate by the cores of N nodes and by the
-measured 2-worker scaling efficiency; for DICOM it uses the per-transfer-syntax CPU costs that
-`benchmarks/dicom.py` recorded in benchmarks/results/results.json (when present).
+The N-node estimate multiplies the recorded per-core rate by the cores of N nodes and by Ray's
+measured efficiency on one node (plain / Ray 2 workers on the workload, at most 1); for DICOM it
+uses the per-transfer-syntax CPU costs (reduced-size decoding) that `benchmarks/dicom.py` recorded
+in benchmarks/results/results.json (when present).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,32 +108,47 @@ def agreement(plain: list[dict[str, Any]], ray_rows: list[dict[str, Any]], key: 
             "identical_share": round(same / cells, 5) if cells else None}
 
 
-def _workload(name: str, kind: str, source: Path, model: str, n: int, key: str, repeats: int,
-              part_size: int | None, tmp: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
+def _modes(kind: str, source: Path, out: Path, model: str, part_size: int | None) -> dict[str, Callable[[], float]]:
+    """Mode name -> one timed run of it on `source`: the plain CLI, then Ray with each of WORKERS."""
     command = "label-reports" if kind == "reports" else "score-dicoms"
-    plain_out, ray_out = tmp / f"{name}-plain.jsonl", tmp / f"{name}-ray"
-    modes: dict[str, Callable[[], float]] = {"plain CLI": lambda: plain_cli(command, source, plain_out, model)}
+    modes: dict[str, Callable[[], float]] = {
+        "plain CLI": lambda: plain_cli(command, source, out / "plain.jsonl", model)}
     for w in WORKERS:
         modes[f"ray {w} worker{'s' * (w > 1)}"] = (
-            lambda w=w: ray_run(kind, source, ray_out / str(w), model, w, part_size))
-    walls: dict[str, list[float]] = {m: [] for m in modes}
+            lambda w=w: ray_run(kind, source, out / f"ray{w}", model, w, part_size))
+    return modes
+
+
+def _workload(name: str, kind: str, source: Path, one: Path, model: str, n: int, key: str, repeats: int,
+              part_size: int | None, tmp: Path) -> dict[str, Any]:
+    """Every mode on the workload `source` (n items) and on the one-item input `one`, interleaved."""
+    import pyarrow.parquet as pq
+
+    big = _modes(kind, source, tmp / name / "big", model, part_size)
+    small = _modes(kind, one, tmp / name / "one", model, part_size)
+    walls: dict[str, list[float]] = {m: [] for m in big}
+    fixed: dict[str, list[float]] = {m: [] for m in big}
     loads = []
     for _ in range(repeats):  # interleaved: load changes hit every mode alike
-        for m, fn in modes.items():
-            walls[m].append(fn())
+        for m in big:
+            fixed[m].append(small[m]())
+            walls[m].append(big[m]())
             loads.append(_load())
-    plain = _jsonl(plain_out)
-    ray_rows = pq.read_table(ray_out / str(WORKERS[-1])).to_pylist()
+    plain = _jsonl(tmp / name / "big" / "plain.jsonl")
+    ray_rows = pq.read_table(tmp / name / "big" / f"ray{WORKERS[-1]}").to_pylist()
     for row in ray_rows:
         row["labels"] = {k: v for k, v in (row.get("labels") or {}).items() if v is not None} or None
     for rec in plain:
         rec["labels"] = {k: v for k, v in (rec.get("labels") or {}).items() if v is not None} or None
-    base = statistics.median(walls["plain CLI"])
-    rows = [{"mode": m, "items": n, "walls_s": [round(w, 2) for w in ws], "median_s": round(statistics.median(ws), 2),
-             "items_per_s": round(n / statistics.median(ws), 2),
-             "wall_vs_plain": round(statistics.median(ws) / base, 3)} for m, ws in walls.items()]
+    base, base_fixed = statistics.median(walls["plain CLI"]), statistics.median(fixed["plain CLI"])
+    rows = []
+    for m, ws in walls.items():
+        wall, one_item = statistics.median(ws), statistics.median(fixed[m])
+        rows.append({"mode": m, "items": n, "walls_s": [round(w, 2) for w in ws], "median_s": round(wall, 2),
+                     "items_per_s": round(n / wall, 2), "wall_vs_plain": round(wall / base, 3),
+                     "fixed_s": round(one_item, 2), "fixed_walls_s": [round(w, 2) for w in fixed[m]],
+                     "steady_ms_per_item": round(1e3 * (wall - one_item) / max(n - 1, 1), 3),
+                     "steady_vs_plain": round((wall - one_item) / max(base - base_fixed, 1e-9), 3)})
     return {"workload": name, "model": model, "items": n, "repeats": repeats, "rows": rows,
             "load_1m": [min(loads), statistics.median(loads), max(loads)],
             "agreement": agreement(plain, ray_rows, key)}
@@ -133,6 +163,30 @@ def _repeated_reports(n: int, path: Path) -> int:
             r["id"] = f"{r['id']}#{i // len(rows)}"
             f.write(json.dumps(r) + "\n")
     return n
+
+
+def _one_report(path: Path) -> Path:
+    """A one-report JSONL: the first Open-i report."""
+    path.write_text(json.dumps(openi_reports(1)[0]) + "\n", encoding="utf-8")
+    return path
+
+
+def _one_dicom(root: Path) -> Path:
+    """A folder holding one scored corpus file (STUDY05's JPEG 2000 radiograph, its own SOP UID)."""
+    from .dicom import STUDY05, copies_folder
+
+    return copies_folder([DICOM / STUDY05["j2k-lossless"]], 1, root)
+
+
+def _archive(corpus: Path, copies: int, root: Path) -> tuple[Path, int]:
+    """An archive-like folder: the corpus plus `copies` copies of every full-size file of
+    `benchmarks/dicom.py` (each copy its own SOP Instance UID); the folder and its file count."""
+    from .dicom import copies_folder, fullsize_folder
+
+    shutil.copytree(corpus, root / "corpus")
+    if copies:
+        copies_folder([p for paths in fullsize_folder().values() for p in paths], copies, root / "fullsize")
+    return root, sum(1 for p in root.rglob("*") if p.is_file())
 
 
 def _recorded_per_core() -> dict[str, list[tuple[str, float]]]:
@@ -152,8 +206,9 @@ def _recorded_per_core() -> dict[str, list[tuple[str, float]]]:
                 out["reports rules"] = [("reports rules", row["throughput_per_s"])]
             elif row.get("role") == "default":
                 out["reports default"] = [("reports default", row["throughput_per_s"] / cpus)]
-    out["dicom"] = [(f"dicom {d['group']}", 1e3 / (d["prepare_ms"] + d["inference_ms"]))
-                    for d in r.get("dicom", {}).get("rows", []) if d.get("prepare_ms")]
+    out["dicom archive"] = [(f"dicom {d['transfer_syntax']}", 1e3 / (d["prepare_ms"] + d["inference_ms"]))
+                            for d in r.get("dicom", {}).get("rows", [])
+                            if d.get("prepare_ms") and d.get("mode") == "reduced"]
     return out
 
 
@@ -178,7 +233,7 @@ def estimate(workloads: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 10,
 
 
 def run(reports: int, student_reports: int, repeats: int, part_size: int | None = None,
-        dicom: Path = DICOM, only: Sequence[str] = ()) -> dict[str, Any]:
+        dicom: Path = DICOM, only: Sequence[str] = (), archive_copies: int = 8) -> dict[str, Any]:
     from radedge.pipelines import raydata
 
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_1m_start": _load(), "workloads": []}
@@ -188,28 +243,39 @@ def run(reports: int, student_reports: int, repeats: int, part_size: int | None 
         raydata.init()
         result["ray_init_s"] = round(time.perf_counter() - t0, 2)
         many, few = tmp / "reports.jsonl", tmp / "student.jsonl"
-        cases = [("reports rules", "reports", many, "rules", _repeated_reports(reports, many), "id"),
-                 ("reports default", "reports", few, "default", _repeated_reports(student_reports, few), "id"),
-                 ("dicom", "dicoms", dicom, "default",
-                  sum(1 for p in dicom.rglob("*") if p.is_file()), "path")]
-        for name, kind, source, model, n, key in cases:
-            if n and (not only or name in only):
-                result["workloads"].append(_workload(name, kind, source, model, n, key, repeats, part_size, tmp))
-                print(format_workload(result["workloads"][-1]), flush=True)
+        one_report, one_dicom = _one_report(tmp / "one.jsonl"), _one_dicom(tmp / "one-dicom")
+        wanted = lambda name: not only or name in only  # noqa: E731
+        cases = [("reports rules", "reports", many, one_report, "rules", _repeated_reports(reports, many), "id"),
+                 ("reports default", "reports", few, one_report, "default",
+                  _repeated_reports(student_reports, few), "id"),
+                 ("dicom", "dicoms", dicom, one_dicom, "default", sum(1 for p in dicom.rglob("*") if p.is_file()),
+                  "path")]
+        if wanted("dicom archive"):
+            folder, n = _archive(dicom, archive_copies, tmp / "archive")
+            cases.append(("dicom archive", "dicoms", folder, one_dicom, "default", n, "path"))
+        for name, kind, source, one, model, n, key in cases:
+            if n and wanted(name):
+                result["workloads"].append(_workload(name, kind, source, one, model, n, key, repeats, part_size, tmp))
+                print(format_workload(result["workloads"][-1], result["ray_init_s"]), flush=True)
     result["part_size"] = part_size
+    result["archive_copies"] = archive_copies
     result["estimate"] = estimate(result["workloads"])
     result["load_1m_end"] = _load()
     return result
 
 
-def format_workload(w: dict[str, Any]) -> str:
+def format_workload(w: dict[str, Any], ray_init_s: float) -> str:
     a = w["agreement"]
     lines = [f"{w['workload']} ({w['model']}, {w['items']} items, median of {w['repeats']} interleaved runs, "
              f"load {w['load_1m'][1]} [{w['load_1m'][0]}-{w['load_1m'][2]}])",
-             f"  {'mode':16s} {'median s':>9s} {'items/s':>9s} {'x plain':>8s}  runs (s)"]
+             f"  {'mode':15s} {'median s':>8s} {'items/s':>8s} {'x plain':>7s} {'fixed s':>7s} "
+             f"{'steady ms/item':>14s} {'steady x plain':>14s} {'x plain +init':>13s}  runs (s)"]
+    base = next(r["median_s"] for r in w["rows"] if r["mode"] == "plain CLI")
     for r in w["rows"]:
-        lines.append(f"  {r['mode']:16s} {r['median_s']:9.2f} {r['items_per_s']:9.2f} {r['wall_vs_plain']:8.3f}  "
-                     + " ".join(f"{s:.2f}" for s in r["walls_s"]))
+        with_init = r["median_s"] + (ray_init_s if r["mode"] != "plain CLI" else 0)
+        lines.append(f"  {r['mode']:15s} {r['median_s']:8.2f} {r['items_per_s']:8.2f} {r['wall_vs_plain']:7.3f} "
+                     f"{r['fixed_s']:7.2f} {r['steady_ms_per_item']:14.3f} {r['steady_vs_plain']:14.3f} "
+                     f"{with_init / base:13.3f}  " + " ".join(f"{s:.2f}" for s in r["walls_s"]))
     lines.append(f"  agreement: {a['label_cells_identical']}/{a['label_cells']} label cells identical "
                  f"({a['identical_share']}), items plain {a['items_plain']} / ray {a['items_ray']}, "
                  f"exactly once: {a['exactly_once']}")
@@ -218,9 +284,11 @@ def format_workload(w: dict[str, Any]) -> str:
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"Ray vs plain CLI, {r['cpus']} cpus, load {r['load_1m_start']} -> {r['load_1m_end']}; "
-             f"ray.init (not in the Ray walls below): {r['ray_init_s']} s; "
-             f"part size: {r['part_size'] or 'the engine default'}", ""]
-    lines += [format_workload(w) for w in r["workloads"]]
+             f"ray.init (not in the Ray walls below; in 'x plain +init'): {r['ray_init_s']} s; "
+             f"part size: {r['part_size'] or 'the engine default'}; archive: corpus + "
+             f"{r.get('archive_copies', 0)} copies of the full-size files",
+             "fixed s: wall of a one-item run; steady: (wall - fixed) per item, and against the plain CLI's", ""]
+    lines += [format_workload(w, r["ray_init_s"]) for w in r["workloads"]]
     lines.append("")
     lines.append("estimate for N nodes of 16 cores: per-core rate recorded in benchmarks/results/results.json "
                  "x 16 x N x Ray's efficiency measured here (plain / ray 2 workers, at most 1)")
@@ -236,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--part-size", type=int, default=None, help="items per Ray part (default: the engine's)")
     p.add_argument("--dicom", type=Path, default=DICOM, help="DICOM folder (default: the shared corpus)")
-    p.add_argument("--only", default="", help="comma-separated workloads: 'reports rules', 'reports default', 'dicom'")
+    p.add_argument("--archive-copies", type=int, default=8,
+                   help="copies of the full-size DICOM files added to the corpus for 'dicom archive'")
+    p.add_argument("--only", default="",
+                   help="comma-separated workloads: 'reports rules', 'reports default', 'dicom', 'dicom archive'")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     p.add_argument("--from-json", type=Path, default=None, help="print an earlier --json result (estimate redone)")
     args = p.parse_args(argv)
@@ -247,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_report(result))
         return 0
     result = run(args.reports, args.student_reports, args.repeats, args.part_size, args.dicom,
-                 [w.strip() for w in args.only.split(",") if w.strip()])
+                 [w.strip() for w in args.only.split(",") if w.strip()], args.archive_copies)
     print(format_report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

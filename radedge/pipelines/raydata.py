@@ -14,6 +14,10 @@ Two kinds of entry point:
   is complete or absent. A rerun skips the blocks already written: a job killed at any moment and
   run again ends with every item exactly once. `OUTDIR/_radedge.json` records the input, the model
   (name and sha256) and the options; a rerun with other ones is refused.
+  The whole job is one Dataset, so one actor pool (one model load per actor) serves it: a reader
+  task on the driver's node streams the input (the pending blocks, cut into batches of rows that
+  carry their block number), the actors label the batches, and the driver writes each block's
+  part as soon as its last row is back (rows come back in input order, so few blocks are open).
 
 Nothing here is imported unless asked: `import ray` happens inside these functions.
 """
@@ -35,7 +39,8 @@ from ..labels import FINDINGS
 
 BLOCK = 4096  # reports per output part
 DICOM_BLOCK = 256  # DICOM files per output part
-WINDOW = 8  # blocks handed to Ray at a time: bounds the driver's memory whatever the input size
+REPORT_BATCH = 256  # reports per actor call in a job: small enough to spread a part over the actors
+TAGS = ("_block", "_seq", "_size")  # per row of a job: its block, its place in the block, the block's size
 META = "_radedge.json"
 PAYLOAD = "payload"  # the CLI's rows: a pickled (id, report) pair, so bytes and reader errors travel intact
 # Ray's own INFO lines would bury the summary: read by ray.data's logging set-up and Ray's C++ core.
@@ -47,7 +52,7 @@ os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
 
 # ---- composable steps ---------------------------------------------------------------------------
 class _ReportActor:
-    """One actor: a loaded ReportLabeler; batches of rows in, JSONL-shaped records out."""
+    """One actor: a loaded ReportLabeler; Arrow batches of rows in, typed label rows out."""
 
     def __init__(self, model: str, text_column: str, id_column: str | None, batch_size: int,
                  threads: int | None, sections: str) -> None:
@@ -58,21 +63,21 @@ class _ReportActor:
         self.sink = ReportSink(".jsonl")
         self.text_column, self.id_column = text_column, id_column
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, batch: Any) -> Any:
         from .reports import label_batch
 
-        if PAYLOAD in batch:
-            pairs = [pickle.loads(p) for p in batch[PAYLOAD]]
+        if PAYLOAD in batch.column_names:
+            pairs = [pickle.loads(p) for p in batch.column(PAYLOAD).to_pylist()]
             ids, reports = [p[0] for p in pairs], [p[1] for p in pairs]
         else:
-            reports = list(batch[self.text_column])
-            ids = list(batch[self.id_column]) if self.id_column else list(range(len(reports)))
+            reports = batch.column(self.text_column).to_pylist()
+            ids = batch.column(self.id_column).to_pylist() if self.id_column else list(range(len(reports)))
         records, _ = label_batch(self.labeler, reports, ids, self.sink)
-        return _columns(records, _passthrough(batch, {PAYLOAD, self.text_column}), REPORT_FIELDS)
+        return _table(records, batch, {PAYLOAD, self.text_column}, REPORT_FIELDS)
 
 
 class _DicomActor:
-    """One actor: a loaded ImageScorer; rows of (path, bytes) in, one score record each out."""
+    """One actor: a loaded ImageScorer; Arrow batches of (path, bytes or file) in, one score row each out."""
 
     def __init__(self, model: str, views: str | None, batch_size: int, threads: int | None,
                  max_pixels: int | None, reduced: bool) -> None:
@@ -81,20 +86,21 @@ class _DicomActor:
         self.scorer = ImageScorer.load(model, threads=threads, batch_size=batch_size, views=views,
                                        max_pixels=max_pixels, reduced=reduced)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, batch: Any) -> Any:
         from .dicoms import score_files
 
-        names = [str(p) for p in batch["path"]]
-        if "bytes" in batch:  # the reader is path-based (it sniffs, caps, checks): spool each file privately
+        names = [str(p) for p in batch.column("path").to_pylist()]
+        if "bytes" in batch.column_names:  # the reader is path-based (it sniffs, caps, checks): spool each file
             with tempfile.TemporaryDirectory(prefix="radedge-") as tmp:
                 paths = []
-                for i, data in enumerate(batch["bytes"]):
+                for i, data in enumerate(batch.column("bytes").to_pylist()):
                     paths.append(os.path.join(tmp, f"{i}.dcm"))
                     Path(paths[-1]).write_bytes(data)
                 records = score_files(self.scorer, paths, names)
         else:  # `file`: where to read (shared storage), `path`: what to record
-            records = score_files(self.scorer, [str(f) for f in batch.get("file", names)], names)
-        return _columns(records, _passthrough(batch, {"bytes", "path", "file"}), IMAGE_FIELDS)
+            files = batch.column("file").to_pylist() if "file" in batch.column_names else names
+            records = score_files(self.scorer, [str(f) for f in files], names)
+        return _table(records, batch, {"bytes", "path", "file"}, IMAGE_FIELDS)
 
 
 def label_reports(ds: Any, model: str = "default", *, text_column: str = "text", id_column: str | None = None,
@@ -104,7 +110,7 @@ def label_reports(ds: Any, model: str = "default", *, text_column: str = "text",
     other JSONL field), one per input row, other input columns kept. An actor pool of `num_workers`
     actors (default: Ray's autoscaling choice) each loads `model` once (a name on every node's search
     path, or a folder on shared storage) and verifies its sha256."""
-    return ds.map_batches(_ReportActor, batch_format="numpy", batch_size=batch_size, compute=_pool(num_workers),
+    return ds.map_batches(_ReportActor, batch_format="pyarrow", batch_size=batch_size, compute=_pool(num_workers),
                           num_cpus=threads or 1,
                           fn_constructor_kwargs={"model": str(model), "text_column": text_column,
                                                  "id_column": id_column, "batch_size": 32, "threads": threads,
@@ -117,7 +123,7 @@ def score_dicoms(ds: Any, model: str = "default", *, views: str | None = "PA,AP"
     """Dataset of DICOM files (`path` and `bytes` columns, as `ray.data.read_binary_files(...,
     include_paths=True)` gives; or `path` alone for files on shared storage) -> Dataset of score rows
     (path, status, UIDs, probabilities, labels, reason, error_type), one per file."""
-    return ds.map_batches(_DicomActor, batch_format="numpy", batch_size=batch_size, compute=_pool(num_workers),
+    return ds.map_batches(_DicomActor, batch_format="pyarrow", batch_size=batch_size, compute=_pool(num_workers),
                           num_cpus=threads or 1,
                           fn_constructor_kwargs={"model": str(model), "views": views, "batch_size": batch_size,
                                                  "threads": threads, "max_pixels": max_pixels, "reduced": reduced})
@@ -155,19 +161,20 @@ def _cell(kind: str, value: Any) -> Any:
     raise ValueError(f"unknown field kind {kind!r}")
 
 
-def _columns(records: list[dict[str, Any]], kept: dict[str, list[Any]], fields: dict[str, str]) -> dict[str, Any]:
-    """Records -> column lists: known fields typed as in `_schema`, other fields as JSON text."""
-    extra = sorted({k for r in records for k in r} - set(fields))
-    out: dict[str, Any] = dict(kept)
-    for name, kind in fields.items():
-        out[name] = [_cell(kind, r.get(name)) for r in records]
+def _table(records: list[dict[str, Any]], batch: Any, drop: set[str], fields: dict[str, str]) -> Any:
+    """Records -> an Arrow table: the batch's other columns as they came (zero-copy), then the known
+    fields typed as in `_schema` and any other record field as JSON text. Built here, in the actor,
+    so the driver receives typed Arrow columns and never converts rows through Python."""
+    import pyarrow as pa
+
+    extra = _extras(records, fields)
+    cols: dict[str, list[Any]] = {name: [_cell(kind, r.get(name)) for r in records] for name, kind in fields.items()}
     for name in extra:
-        out[name] = [None if r.get(name) is None else json.dumps(r[name], ensure_ascii=False) for r in records]
-    return out
-
-
-def _passthrough(batch: dict[str, Any], drop: set[str]) -> dict[str, list[Any]]:
-    return {k: list(v) for k, v in batch.items() if k not in drop}
+        cols[name] = [None if r.get(name) is None else json.dumps(r[name], ensure_ascii=False) for r in records]
+    out = pa.Table.from_pydict(cols, schema=_schema(fields, extra))
+    kept = [name for name in batch.column_names if name not in drop and name not in cols]
+    return pa.Table.from_arrays([batch.column(n) for n in kept] + out.columns,
+                                schema=pa.schema([batch.schema.field(n) for n in kept] + list(out.schema)))
 
 
 def _pool(num_workers: int | None) -> Any:
@@ -271,7 +278,13 @@ def _earlier(outdir: Path, summary: ClusterSummary) -> None:
         names = pq.read_schema(part).names
         table = pq.read_table(part, columns=[c for c in ("error", "status") if c in names])
         summary.resumed += table.num_rows
-        summary.earlier_failed += sum(1 for row in table.to_pylist() if _is_failure(row))
+        summary.earlier_failed += _failures(table)
+
+
+def _failures(table: Any) -> int:
+    """Rows of an output table that are failures: an error text, or status "error"."""
+    cols = [c for c in ("error", "status") if c in table.column_names]
+    return sum(1 for row in table.select(cols).to_pylist() if _is_failure(row))
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
@@ -283,49 +296,105 @@ def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     os.replace(tmp, path)
 
 
-def _write_part(outdir: Path, block: int, rows: list[dict[str, Any]], schema: Any) -> None:
-    import pyarrow as pa
+def _write_part(outdir: Path, block: int, table: Any) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows, schema=schema)
     _atomic_write(outdir / f"part-{block:06d}.parquet", lambda f: pq.write_table(table, f))
 
 
-def _run_blocks(outdir: Path, blocks: Iterator[tuple[int, list[Any]]], done: set[int],
-                to_dataset: Callable[[list[tuple[int, list[Any]]]], Any], schema_of: Callable[[list[dict]], Any],
-                finish: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], summary: ClusterSummary,
-                progress: Callable[[int], None] | None) -> None:
-    """Hand WINDOW pending blocks at a time to Ray; write each block's part as soon as its rows are in."""
-    pending = _pending(blocks, done, summary)
-    while window := list(itertools.islice(pending, WINDOW)):
-        sizes = {i: len(items) for i, items in window}
-        rows_of: dict[int, list[dict[str, Any]]] = {i: [] for i in sizes}
-        for batch in to_dataset(window).iter_batches(batch_format="pyarrow", batch_size=None):
-            for row in batch.to_pylist():
-                block = row.pop("_block")
-                rows_of[block].append(row)
-                if len(rows_of[block]) == sizes[block]:
-                    rows = finish(sorted(rows_of.pop(block), key=lambda r: r.pop("_seq")))
-                    _write_part(outdir, block, rows, schema_of(rows))
-                    summary.blocks_written += 1
-                    summary.written += len(rows)
-                    summary.failed += sum(1 for r in rows if _is_failure(r))
-                    if progress is not None:
-                        progress(len(rows))
-        if rows_of:  # a block Ray returned short: never write a partial part
-            raise RuntimeError(f"blocks {sorted(rows_of)} came back incomplete from Ray")
-    if not done and not summary.blocks_written and not summary.blocks_done_before:
-        # an empty input: one empty part, so the dataset still reads as a table with its columns
-        _write_part(outdir, 0, [], schema_of([]))
+def _job_rows(_: Any, *, rows: Callable[..., Iterable[dict[str, Any]]], args: tuple[Any, ...], types: dict[str, str],
+              block_size: int, done: frozenset[int], chunk: int) -> Iterator[Any]:
+    """The reader of a job (one Ray task on the driver's node): `rows(*args)` cut into numbered
+    blocks of `block_size`, the blocks not in `done` handed on as Arrow batches of `chunk` rows,
+    each row tagged with its block, its place in it and the block's size. A generator, so Ray
+    streams it with backpressure: the input is never held whole, whatever its size."""
+    import pyarrow as pa
 
-
-def _pending(blocks: Iterator[tuple[int, list[Any]]], done: set[int],
-             summary: ClusterSummary) -> Iterator[tuple[int, list[Any]]]:
-    for block, items in blocks:
+    schema = pa.schema([(name, pa.int64()) for name in TAGS] + [(n, getattr(pa, t)()) for n, t in types.items()])
+    for block, items in _numbered(rows(*args), block_size):
         if block in done:
-            summary.blocks_done_before += 1
-        else:
-            yield block, items
+            continue
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            cols: dict[str, list[Any]] = {"_block": [block] * len(part), "_seq": list(range(start, start + len(part))),
+                                          "_size": [len(items)] * len(part)}
+            cols.update({n: [item[n] for item in part] for n in types})
+            yield pa.Table.from_pydict(cols, schema=schema)
+
+
+def _report_rows(input_path: str, fmt: str, options: Any) -> Iterator[dict[str, Any]]:
+    """A job's reports: each (id, report) pair pickled, so bytes, int ids and reader errors travel intact."""
+    from ..io.readers import read_reports
+
+    for pair in read_reports(input_path, fmt, options):
+        yield {PAYLOAD: pickle.dumps(pair)}
+
+
+def _dicom_rows(folder: str) -> Iterator[dict[str, Any]]:
+    """A job's files in walk order: `path` as recorded (relative to the folder), `file` where to read."""
+    from ..images.walk import walk_files
+
+    root = Path(folder)
+    for path in walk_files(root):
+        yield {"path": path.relative_to(root).as_posix(), "file": str(path)}
+
+
+def _job_source(rows: Callable[..., Iterable[dict[str, Any]]], args: tuple[Any, ...], types: dict[str, str],
+                block_size: int, done: set[int], chunk: int, row_bytes: int) -> Any:
+    """The job's input as one Dataset, read by one task pinned to the driver's node (the input is on
+    the driver's storage) that reserves no CPU (the actors get them all). Ray merges small blocks up
+    to the dataset's target block size before an actor gets one, and an actor call takes whole
+    blocks: so the job's target is about one actor batch (`chunk` rows of about `row_bytes`), or a
+    small input would be one block labelled by one actor while the others wait."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()  # the node label Ray's own local-file reads pin to
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.target_max_block_size
+    ctx.target_max_block_size = chunk * row_bytes  # sealed into the job's datasets when created
+    try:
+        start = ray.data.from_items([{"job": 0}])
+    finally:
+        ctx.target_max_block_size = before
+    return start.map_batches(_job_rows, batch_size=None, batch_format="pyarrow", num_cpus=0,
+                             label_selector={"ray.io/node-id": here},
+                             fn_kwargs={"rows": rows, "args": args, "types": types, "block_size": block_size,
+                                        "done": frozenset(done), "chunk": chunk})
+
+
+def _run_job(outdir: Path, ds: Any, finish: Callable[[Any], Any], empty_schema: Any, summary: ClusterSummary,
+             progress: Callable[[int], None] | None) -> None:
+    """Consume the job's output Dataset (rows in input order) and write each block's part as soon as
+    its last row is in; a block Ray returned short is never written."""
+    import pyarrow as pa
+
+    open_blocks: dict[int, list[Any]] = {}
+    sizes: dict[int, int] = {}
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        blocks = batch.column("_block").to_pylist()
+        start = 0
+        for i in range(1, len(blocks) + 1):  # split the batch where the block number changes
+            if i < len(blocks) and blocks[i] == blocks[start]:
+                continue
+            block = blocks[start]
+            piece = batch.slice(start, i - start)
+            open_blocks.setdefault(block, []).append(piece)
+            sizes[block] = piece.column("_size")[0].as_py()
+            start = i
+            if sum(t.num_rows for t in open_blocks[block]) == sizes[block]:
+                table = pa.concat_tables(open_blocks.pop(block), promote_options="default").sort_by("_seq")
+                table = finish(table.drop_columns(list(TAGS)))
+                _write_part(outdir, block, table)
+                summary.blocks_written += 1
+                summary.written += table.num_rows
+                summary.failed += _failures(table)
+                if progress is not None:
+                    progress(table.num_rows)
+    if open_blocks:
+        raise RuntimeError(f"blocks {sorted(open_blocks)} came back incomplete from Ray")
+    if not summary.blocks_written and not summary.blocks_done_before:
+        # an empty input: one empty part, so the dataset still reads as a table with its columns
+        _write_part(outdir, 0, empty_schema.empty_table())
 
 
 def _is_failure(row: dict[str, Any]) -> bool:
@@ -351,34 +420,25 @@ def label_to_parquet(input_path: str | os.PathLike, outdir: str | os.PathLike, m
     (see the module docstring); what `radedge label-reports --engine ray` runs."""
     import time
 
-    import ray
-
     from ..io.readers import ReaderOptions, read_reports
     from ..reports.labeler import ReportLabeler
 
     started = time.perf_counter()
     options = options or ReaderOptions()
-    reports = read_reports(input_path, fmt, options)  # input problems raise here, before Ray starts
+    read_reports(input_path, fmt, options)  # input problems raise here, before Ray starts
     identity = model_identity(ReportLabeler.load(model, batch_size=batch_size))  # verified here first
     meta = {"kind": "reports", "input": str(Path(input_path).resolve()), "format": fmt, "options": asdict(options),
             "sections": sections, "model": identity, "block_size": block_size}
     outdir = Path(outdir)
     done = _check_meta(outdir, meta, overwrite)
     init(address)
-    model_ref = _model_ref(model)
-
-    def to_dataset(window: list[tuple[int, list[Any]]]) -> Any:
-        rows = [{"_block": block, "_seq": seq, PAYLOAD: pickle.dumps(pair)}
-                for block, pairs in window for seq, pair in enumerate(pairs)]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 256, 64)))
-        return label_reports(ds, model_ref, num_workers=num_workers or _cluster_cpus(threads),
-                             batch_size=256, threads=threads, sections=sections)
-
-    summary = ClusterSummary()
+    summary = ClusterSummary(blocks_done_before=len(done))
     _earlier(outdir, summary)
-    _run_blocks(outdir, _numbered(reports, block_size), done, to_dataset,
-                lambda rows: _schema(REPORT_FIELDS, _extras(rows, REPORT_FIELDS)), lambda rows: rows,
-                summary, progress)
+    source = _job_source(_report_rows, (str(Path(input_path).resolve()), fmt, options), {PAYLOAD: "binary"},
+                         block_size, done, REPORT_BATCH, row_bytes=1024)
+    ds = label_reports(source, _model_ref(model), num_workers=num_workers or _cluster_cpus(threads),
+                       batch_size=REPORT_BATCH, threads=threads, sections=sections)
+    _run_job(outdir, ds, lambda table: table, _schema(REPORT_FIELDS), summary, progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -393,10 +453,7 @@ def score_to_parquet(folder: str | os.PathLike, outdir: str | os.PathLike, model
     one machine. What `radedge score-dicoms --engine ray` runs."""
     import time
 
-    import ray
-
     from ..images.scorer import ImageScorer
-    from ..images.walk import walk_files
 
     started = time.perf_counter()
     folder, outdir = Path(folder), Path(outdir)
@@ -410,40 +467,37 @@ def score_to_parquet(folder: str | os.PathLike, outdir: str | os.PathLike, model
     done = _check_meta(outdir, meta, overwrite)
     scored_sops = _scored_sops(outdir)
     init(address)
-    model_ref = _model_ref(model)
-    files = ((path.relative_to(folder).as_posix(), str(path)) for path in walk_files(folder))
-
-    def to_dataset(window: list[tuple[int, list[Any]]]) -> Any:
-        # Paths, not bytes: each actor reads its own files (shared storage on a cluster), so no
-        # read task competes with the actors for CPUs, and only one file per actor is in memory.
-        rows = [{"_block": block, "_seq": seq, "path": name, "file": full}
-                for block, items in window for seq, (name, full) in enumerate(items)]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 16, 64)))
-        return score_dicoms(ds, model_ref, views=views, num_workers=num_workers or _cluster_cpus(threads),
-                            batch_size=batch_size, threads=threads, max_pixels=max_pixels, reduced=reduced)
-
-    def finish(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for row in rows:
-            _deduplicate(row, scored_sops)
-        return rows
-
-    summary = ClusterSummary()
+    summary = ClusterSummary(blocks_done_before=len(done))
     _earlier(outdir, summary)
-    _run_blocks(outdir, _numbered(files, block_size), done, to_dataset,
-                lambda rows: _schema(IMAGE_FIELDS, _extras(rows, IMAGE_FIELDS)), finish, summary, progress)
+    # Paths, not bytes: each actor reads its own files (shared storage on a cluster), so only the
+    # files of one batch per actor are in memory.
+    source = _job_source(_dicom_rows, (str(folder.resolve()),), {"path": "string", "file": "string"},
+                         block_size, done, batch_size, row_bytes=256)
+    ds = score_dicoms(source, _model_ref(model), views=views, num_workers=num_workers or _cluster_cpus(threads),
+                      batch_size=batch_size, threads=threads, max_pixels=max_pixels, reduced=reduced)
+    _run_job(outdir, ds, lambda table: _deduplicate(table, scored_sops), _schema(IMAGE_FIELDS), summary, progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _deduplicate(row: dict[str, Any], scored_sops: dict[str, str]) -> None:
-    """The single-machine rule: the first path in walk order that scores a SOP Instance UID keeps it."""
-    sop = row.get("sop_uid")
-    if row.get("status") != "scored" or not sop:
-        return
-    first = scored_sops.setdefault(sop, row["path"])
-    if first != row["path"]:
-        row.update(status="skipped", probabilities=None, labels=None, error_type="SkippedInput",
-                   reason=f"duplicate SOP Instance UID (already scored as {first})")
+def _deduplicate(table: Any, scored_sops: dict[str, str]) -> Any:
+    """The single-machine rule: the first path in walk order that scores a SOP Instance UID keeps it;
+    a later one becomes a skip naming it (only the three columns are read unless one is found)."""
+    import pyarrow as pa
+
+    firsts = {}
+    for i, row in enumerate(table.select(["path", "status", "sop_uid"]).to_pylist()):
+        if row["status"] == "scored" and row["sop_uid"]:
+            first = scored_sops.setdefault(row["sop_uid"], row["path"])
+            if first != row["path"]:
+                firsts[i] = first
+    if not firsts:
+        return table
+    rows = table.to_pylist()
+    for i, first in firsts.items():
+        rows[i].update(status="skipped", probabilities=None, labels=None, error_type="SkippedInput",
+                       reason=f"duplicate SOP Instance UID (already scored as {first})")
+    return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 def _scored_sops(outdir: Path) -> dict[str, str]:
@@ -460,6 +514,7 @@ def _scored_sops(outdir: Path) -> dict[str, str]:
 
 
 def _extras(rows: list[dict[str, Any]], fields: dict[str, str]) -> list[str]:
+    """The record fields beyond the known ones (for example `evidence`), in a stable order."""
     return sorted({k for r in rows for k in r} - set(fields))
 
 

@@ -345,7 +345,8 @@ def _job_source(rows: Callable[..., Iterable[dict[str, Any]]], args: tuple[Any, 
     the driver's storage) that reserves no CPU (the actors get them all). Ray merges small blocks up
     to the dataset's target block size before an actor gets one, and an actor call takes whole
     blocks: so the job's target is about one actor batch (`chunk` rows of about `row_bytes`), or a
-    small input would be one block labelled by one actor while the others wait."""
+    small input would be one block labelled by one actor while the others wait. `row_bytes` errs
+    low: a smaller block only means an actor call takes two of them."""
     import ray
 
     here = ray.get_runtime_context().get_node_id()  # the node label Ray's own local-file reads pin to
@@ -435,7 +436,7 @@ def label_to_parquet(input_path: str | os.PathLike, outdir: str | os.PathLike, m
     summary = ClusterSummary(blocks_done_before=len(done))
     _earlier(outdir, summary)
     source = _job_source(_report_rows, (str(Path(input_path).resolve()), fmt, options), {PAYLOAD: "binary"},
-                         block_size, done, REPORT_BATCH, row_bytes=1024)
+                         block_size, done, REPORT_BATCH, row_bytes=256)
     ds = label_reports(source, _model_ref(model), num_workers=num_workers or _cluster_cpus(threads),
                        batch_size=REPORT_BATCH, threads=threads, sections=sections)
     _run_job(outdir, ds, lambda table: table, _schema(REPORT_FIELDS), summary, progress)
@@ -472,7 +473,7 @@ def score_to_parquet(folder: str | os.PathLike, outdir: str | os.PathLike, model
     # Paths, not bytes: each actor reads its own files (shared storage on a cluster), so only the
     # files of one batch per actor are in memory.
     source = _job_source(_dicom_rows, (str(folder.resolve()),), {"path": "string", "file": "string"},
-                         block_size, done, batch_size, row_bytes=256)
+                         block_size, done, batch_size, row_bytes=128)
     ds = score_dicoms(source, _model_ref(model), views=views, num_workers=num_workers or _cluster_cpus(threads),
                       batch_size=batch_size, threads=threads, max_pixels=max_pixels, reduced=reduced)
     _run_job(outdir, ds, lambda table: _deduplicate(table, scored_sops), _schema(IMAGE_FIELDS), summary, progress)
@@ -482,15 +483,10 @@ def score_to_parquet(folder: str | os.PathLike, outdir: str | os.PathLike, model
 
 def _deduplicate(table: Any, scored_sops: dict[str, str]) -> Any:
     """The single-machine rule: the first path in walk order that scores a SOP Instance UID keeps it;
-    a later one becomes a skip naming it (only the three columns are read unless one is found)."""
+    a later one becomes a skip naming it (only three columns are read unless one is found)."""
     import pyarrow as pa
 
-    firsts = {}
-    for i, row in enumerate(table.select(["path", "status", "sop_uid"]).to_pylist()):
-        if row["status"] == "scored" and row["sop_uid"]:
-            first = scored_sops.setdefault(row["sop_uid"], row["path"])
-            if first != row["path"]:
-                firsts[i] = first
+    firsts = _first_paths(table, scored_sops)
     if not firsts:
         return table
     rows = table.to_pylist()
@@ -500,16 +496,25 @@ def _deduplicate(table: Any, scored_sops: dict[str, str]) -> Any:
     return pa.Table.from_pylist(rows, schema=table.schema)
 
 
+def _first_paths(table: Any, scored_sops: dict[str, str]) -> dict[int, str]:
+    """Record each scored row's SOP Instance UID in `scored_sops` (SOP UID -> the first path that
+    scored it); the rows whose UID an earlier path holds, with that path."""
+    firsts = {}
+    for i, row in enumerate(table.select(["path", "status", "sop_uid"]).to_pylist()):
+        if row["status"] == "scored" and row["sop_uid"]:
+            first = scored_sops.setdefault(row["sop_uid"], row["path"])
+            if first != row["path"]:
+                firsts[i] = first
+    return firsts
+
+
 def _scored_sops(outdir: Path) -> dict[str, str]:
     """SOP Instance UID -> path, from the parts already written (only those columns are read)."""
     import pyarrow.parquet as pq
 
     seen: dict[str, str] = {}
     for part in sorted(outdir.glob("part-*.parquet")):
-        table = pq.read_table(part, columns=["path", "status", "sop_uid"])
-        for row in table.to_pylist():
-            if row["status"] == "scored" and row["sop_uid"]:
-                seen.setdefault(row["sop_uid"], row["path"])
+        _first_paths(pq.read_table(part, columns=["path", "status", "sop_uid"]), seen)
     return seen
 
 

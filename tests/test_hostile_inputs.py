@@ -571,7 +571,10 @@ def _start_scoring(tiny_image_model: Path, tmp_path: Path, n: int = 120):
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "radedge.cli", "score-dicoms", str(root), "-o", str(out), "--model",
            str(tiny_image_model), "--workers", "2", "--batch-size", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # SIGINT back to its default in the child: a test run started in the background by a shell without
+    # job control inherits SIGINT ignored, and Python then never installs its Ctrl-C handler.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and out.read_bytes().count(b"\n") >= 3:

@@ -65,4 +65,4 @@ def test_a_fold_without_positives_has_no_f1_and_pooled_scores_count_every_report
     assert p["pneumothorax_f1"][0] == 0.8 and p["no_finding_f1"][0] == 1.0
     lo, hi = p["pneumothorax_f1"][1:]
     assert 0.0 <= lo <= 0.8 <= hi <= 1.0 and lo < hi  # resampling 3 positives spreads the F1
-    assert cv.format_row("x", p).count(",") == 4 and cv.format_row("x", s).count("±") == 4
+    assert cv.format_pooled(p).count(",") == 4 and cv.format_row("x", s).count("±") == 4

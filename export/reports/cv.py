@@ -106,11 +106,14 @@ def pooled(gold: Gold, pred: np.ndarray, boot: int = 1000, seed: int = 0) -> dic
 
 
 def format_row(name: str, s: dict[str, list[float]]) -> str:
-    """One table line: fold mean ± sd, or (for `pooled`) the value and its interval."""
-    if len(s["macro_f1"]) == 3:
-        return f"{'  pooled [95% interval]':<28s} " + " ".join(f"{s[k][0]:.3f} [{s[k][1]:.2f},{s[k][2]:.2f}]"
-                                                               for k in METRICS)
+    """One table line of `summary`: fold mean ± sd."""
     return f"{name:<28s} " + " ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}   " for k in METRICS)
+
+
+def format_pooled(s: dict[str, list[float]]) -> str:
+    """The line under a labeler's row for `pooled`: the value and its interval."""
+    return f"{'  pooled [95% interval]':<28s} " + " ".join(f"{s[k][0]:.3f} [{s[k][1]:.2f},{s[k][2]:.2f}]"
+                                                           for k in METRICS)
 
 
 HEADER = f"{'labeler':<28s} {'macro F1':<16s} {'six mean':<16s} {'No Finding':<16s} {'Pneumothorax':<16s}"

@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(cv.HEADER)
     for name, row in table.items():
         print(cv.format_row(name, row), flush=True)
-    print(cv.format_row("rules", pooled["rules"]), flush=True)
+    print(cv.format_pooled(pooled["rules"]), flush=True)
     print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding["rules"].items()))
     cache: dict[str, Any] = {}
     for name in args.only or DEFAULT:
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table[name] = cv.summary(cv.fold_scores(corpus.gold, pred, folds))
         print(cv.format_row(name, table[name]), flush=True)
         pooled[name] = cv.pooled(corpus.gold, pred)
-        print(cv.format_row(name, pooled[name]), flush=True)
+        print(cv.format_pooled(pooled[name]), flush=True)
         per_finding[name] = per_finding_f1(corpus, pred)
         print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding[name].items()))
         both = combination_name(name)
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_finding[both] = per_finding_f1(corpus, combined)
         pooled[both] = cv.pooled(corpus.gold, combined)
         print(cv.format_row(both, table[both]), flush=True)
-        print(cv.format_row(both, pooled[both]), flush=True)
+        print(cv.format_pooled(pooled[both]), flush=True)
     write_json(args.work / f"k{args.folds}" / "summary.json",
                {"folds": args.folds, "reports": len(ids), "table": table, "pooled": pooled, "per_finding_f1_all_dev": per_finding,
                 "candidates": {n: {"describe": CANDIDATES[n].describe,

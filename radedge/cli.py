@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -186,13 +186,20 @@ def check_backend(model: str, backend: str, device: str) -> None:
                                f"--backend {backend} --device {device} do not apply to it")
 
 
+def apply_options(fn: Callable[..., Any], options: Sequence[Callable[..., Any]]) -> Callable[..., Any]:
+    """Decorate `fn` with click options so that they appear in --help in the order listed."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def model_options(default_model: str = "default", help_text: str = IMAGE_MODEL_HELP
                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """-m/--model / --backend / --device / --threads, shared by every command that runs a model."""
     from .backends import BACKENDS, DEVICES
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed([
+        return apply_options(fn, [
             model_option(default_model, help_text),
             click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True,
                          help="Inference engine."),
@@ -201,9 +208,7 @@ def model_options(default_model: str = "default", help_text: str = IMAGE_MODEL_H
             click.option("--threads", type=click.IntRange(1), default=None,
                          help="Inference threads (default: onnxruntime's choice; score-dicoms and score-images: "
                               "the cores their decoding workers leave, at least 1)."),
-        ]):
-            fn = option(fn)
-        return fn
+        ])
 
     return decorate
 
@@ -213,7 +218,7 @@ ENGINES = ("local", "ray")
 
 def engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--engine / --address / --num-workers, shared by the labelling and scoring commands."""
-    for option in reversed([
+    return apply_options(fn, [
         click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
                      help="local: this process and its workers; ray: a Ray cluster (pip install "
                           "'radedge[ray]'), OUTPUT is then a Parquet dataset folder."),
@@ -224,9 +229,7 @@ def engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--part-size", type=click.IntRange(1), default=None,
                      help="--engine ray: items per output part, the unit a rerun skips when done "
                           "[default: 4096 reports, 256 files]."),
-    ]):
-        fn = option(fn)
-    return fn
+    ])
 
 
 def check_engine(engine: str, address: str | None, num_workers: int | None, part_size: int | None,

@@ -11,14 +11,14 @@ from typing import Any, Callable
 
 import click
 
-from ..cli import (EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, check_backend, check_engine, engine_options,
-                   fail, guarded, model_options, quiet_option, say)
+from ..cli import (EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, Progress, apply_options, check_backend, check_engine,
+                   engine_options, fail, guarded, model_options, quiet_option, say)
 from ..images.dicom import DEFAULT_MAX_PIXELS, parse_views
 
 
 def folder_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """FOLDER, -o, the model options, --workers, --batch-size, --quiet, --overwrite."""
-    for option in reversed([
+    return apply_options(fn, [
         click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path)),
         click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
                      help="Output .csv or .jsonl (appended; an existing one is resumed); with --engine ray "
@@ -30,9 +30,7 @@ def folder_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Images per inference batch."),
         quiet_option,
         click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it."),
-    ]):
-        fn = option(fn)
-    return fn
+    ])
 
 
 def run_folder(folder: Path, output: Path, quiet: bool, **options: Any) -> None:

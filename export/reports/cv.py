@@ -60,13 +60,17 @@ class FoldScore:
         return cls(result.macro_f1, float(np.nanmean([per[f] for f in SIX])), per)
 
 
+def subset(gold: Gold, rows: np.ndarray) -> Gold:
+    """The gold of `rows` only."""
+    return Gold([gold.ids[i] for i in rows], gold.classes[rows], gold.kind, gold.scored, gold.has_ids)
+
+
 def fold_scores(gold: Gold, pred: np.ndarray, folds: np.ndarray) -> list[FoldScore]:
     """Score class predictions `[n, 14]` (rows aligned to `gold`) fold by fold."""
     out = []
     for f in range(int(folds.max()) + 1):
         rows = np.flatnonzero(folds == f)
-        sub = Gold([gold.ids[i] for i in rows], gold.classes[rows], gold.kind, gold.scored, gold.has_ids)
-        out.append(FoldScore.of(score(sub, pred[rows])))
+        out.append(FoldScore.of(score(subset(gold, rows), pred[rows])))
     return out
 
 
@@ -94,8 +98,7 @@ def pooled(gold: Gold, pred: np.ndarray, boot: int = 1000, seed: int = 0) -> dic
     """name -> [value, 2.5th, 97.5th percentile] of the pooled out-of-fold scores: all reports scored
     at once, the interval from `boot` resamples of the reports (with replacement)."""
     def at(rows: np.ndarray) -> dict[str, float]:
-        sub = Gold([gold.ids[i] for i in rows], gold.classes[rows], gold.kind, gold.scored, gold.has_ids)
-        return _metrics(FoldScore.of(score(sub, pred[rows])))
+        return _metrics(FoldScore.of(score(subset(gold, rows), pred[rows])))
 
     n = len(gold.ids)
     point = at(np.arange(n))
@@ -105,15 +108,38 @@ def pooled(gold: Gold, pred: np.ndarray, boot: int = 1000, seed: int = 0) -> dic
             for k in METRICS}
 
 
+def paired_gain(gold: Gold, pred: np.ndarray, base: np.ndarray, boot: int = 1000,
+                seed: int = 0) -> dict[str, list[float]]:
+    """name -> [pooled score of `pred` minus that of `base`, 2.5th, 97.5th percentile], both scored
+    on the same bootstrap resamples of the reports: whether a lead over `base` is more than noise."""
+    def diff(rows: np.ndarray) -> dict[str, float]:
+        sub = subset(gold, rows)
+        a, b = _metrics(FoldScore.of(score(sub, pred[rows]))), _metrics(FoldScore.of(score(sub, base[rows])))
+        return {k: a[k] - b[k] for k in METRICS}
+
+    n = len(gold.ids)
+    point = diff(np.arange(n))
+    rng = np.random.default_rng(seed)
+    draws = [diff(rng.integers(0, n, n)) for _ in range(boot)]
+    return {k: [round(point[k], 4), *(round(float(q), 4) for q in np.nanpercentile([d[k] for d in draws], [2.5, 97.5]))]
+            for k in METRICS}
+
+
 def format_row(name: str, s: dict[str, list[float]]) -> str:
     """One table line of `summary`: fold mean ± sd."""
-    return f"{name:<28s} " + " ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}   " for k in METRICS)
+    return f"{name:<38s} " + " ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}   " for k in METRICS)
 
 
 def format_pooled(s: dict[str, list[float]]) -> str:
     """The line under a labeler's row for `pooled`: the value and its interval."""
-    return f"{'  pooled [95% interval]':<28s} " + " ".join(f"{s[k][0]:.3f} [{s[k][1]:.2f},{s[k][2]:.2f}]"
+    return f"{'  pooled [95% interval]':<38s} " + " ".join(f"{s[k][0]:.3f} [{s[k][1]:.2f},{s[k][2]:.2f}]"
                                                            for k in METRICS)
 
 
-HEADER = f"{'labeler':<28s} {'macro F1':<16s} {'six mean':<16s} {'No Finding':<16s} {'Pneumothorax':<16s}"
+def format_gain(s: dict[str, list[float]]) -> str:
+    """The line for `paired_gain`: the difference from the rules and its interval."""
+    return f"{'  minus rules, paired [95% interval]':<38s} " + " ".join(
+        f"{s[k][0]:+.3f} [{s[k][1]:+.2f},{s[k][2]:+.2f}]" for k in METRICS)
+
+
+HEADER = f"{'labeler':<38s} {'macro F1':<16s} {'six mean':<16s} {'No Finding':<16s} {'Pneumothorax':<16s}"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from radedge.eval import score
+from radedge.eval import Gold, score
 from radedge.labels import FINDING_INDEX, FINDINGS, N_FINDINGS
 from radedge.reports.labeler import ReportLabeler, with_rule_classes
 from radedge.reports.windows import ReportWindows
@@ -186,10 +186,48 @@ def run_candidate(c: Candidate, corpus: Corpus, folds: np.ndarray, extra: np.nda
 # The documented rule/student combination: the rules' four-way labels for the 13 findings (their
 # negation and hedge handling), the student's learned No Finding (abnormalities outside the 13, gold).
 RULES_FINDINGS = tuple(f for f in FINDINGS if f != "No Finding")
+RULES_INDEX = [FINDING_INDEX[f] for f in RULES_FINDINGS]
+# A finding joins model_uncertain when that raises its out-of-fold F1 by more than this (a few reports).
+UNCERTAIN_MARGIN = 0.01
 
 
 def combination_name(student: str) -> str:
     return f"rules + {student} NF"
+
+
+def uncertain_name(student: str) -> str:
+    return f"rules + {student} NF + uncertain"
+
+
+def model_uncertain_findings(gold: Gold, pred: np.ndarray, rules: np.ndarray, rows: np.ndarray,
+                             margin: float = UNCERTAIN_MARGIN) -> list[str]:
+    """Findings on which letting the model's uncertain overrule a rules positive (`with_rule_classes`'
+    model_uncertain) raises that finding's F1 on `rows` by more than `margin`. Chosen on some folds,
+    applied to another (`nested_uncertain`), so the choice is cross-validated too."""
+    sub = cv.subset(gold, rows)
+    base = with_rule_classes(pred[rows], rules[rows], RULES_INDEX)
+    before = score(sub, base).scores["positive"]
+    out = []
+    for f in gold.scored:
+        if f == "No Finding":
+            continue
+        after = score(sub, with_rule_classes(pred[rows], rules[rows], RULES_INDEX, [FINDING_INDEX[f]]))
+        if after.scores["positive"][f].f1 > before[f].f1 + margin:
+            out.append(f)
+    return out
+
+
+def nested_uncertain(gold: Gold, pred: np.ndarray, rules: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Out-of-fold classes of the combination with model_uncertain findings, each fold's findings
+    chosen on the other folds (their out-of-fold predictions); and the findings chosen per fold."""
+    out = np.zeros_like(pred)
+    chosen = []
+    for f in range(int(folds.max()) + 1):
+        test = folds == f
+        names = model_uncertain_findings(gold, pred, rules, np.flatnonzero(~test))
+        out[test] = with_rule_classes(pred[test], rules[test], RULES_INDEX, [FINDING_INDEX[n] for n in names])
+        chosen.append(names)
+    return out, chosen
 
 
 def per_finding_f1(corpus: Corpus, pred: np.ndarray) -> dict[str, float]:
@@ -240,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(cv.format_pooled(pooled["rules"]), flush=True)
     print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding["rules"].items()))
     cache: dict[str, Any] = {}
+    model_uncertain: dict[str, list[str]] = {}
+    gains: dict[str, dict[str, list[float]]] = {}
     for name in args.only or DEFAULT:
         c = CANDIDATES[name]
         if args.epochs:
@@ -252,14 +292,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_finding[name] = per_finding_f1(corpus, pred)
         print("  out-of-fold F1 per finding: " + ", ".join(f"{f} {v:.2f}" for f, v in per_finding[name].items()))
         both = combination_name(name)
-        combined = with_rule_classes(pred, rules, [FINDING_INDEX[f] for f in RULES_FINDINGS])
-        table[both] = cv.summary(cv.fold_scores(corpus.gold, combined, folds))
-        per_finding[both] = per_finding_f1(corpus, combined)
-        pooled[both] = cv.pooled(corpus.gold, combined)
-        print(cv.format_row(both, table[both]), flush=True)
-        print(cv.format_pooled(pooled[both]), flush=True)
+        combined = with_rule_classes(pred, rules, RULES_INDEX)
+        doubt, chosen = nested_uncertain(corpus.gold, pred, rules, folds)
+        model_uncertain[name] = model_uncertain_findings(corpus.gold, pred, rules, np.arange(len(ids)))
+        log.info("%s: model_uncertain chosen per fold %s; on all folds %s", name, chosen, model_uncertain[name])
+        for row, classes in ((both, combined), (uncertain_name(name), doubt)):
+            table[row] = cv.summary(cv.fold_scores(corpus.gold, classes, folds))
+            per_finding[row] = per_finding_f1(corpus, classes)
+            pooled[row] = cv.pooled(corpus.gold, classes)
+            print(cv.format_row(row, table[row]), flush=True)
+            print(cv.format_pooled(pooled[row]), flush=True)
+            gains[row] = cv.paired_gain(corpus.gold, classes, rules)
+            print(cv.format_gain(gains[row]), flush=True)
     write_json(args.work / f"k{args.folds}" / "summary.json",
                {"folds": args.folds, "reports": len(ids), "table": table, "pooled": pooled, "per_finding_f1_all_dev": per_finding,
+                "model_uncertain": model_uncertain, "paired_gain_over_rules": gains,
                 "candidates": {n: {"describe": CANDIDATES[n].describe,
                                    "recipe": {k: v for k, v in asdict(CANDIDATES[n].recipe).items() if k != "history"}}
                                for n in (args.only or DEFAULT)}})

@@ -24,7 +24,7 @@ from ..errors import InputError, ManifestError, ReportDecodeError, item_failure
 from ..io.files import MAX_REPORT_CHARS, text_encoding
 from ..io.readers import Report
 from ..labels import (BLANK, CSV_VALUES, FINDING_INDEX, FINDINGS, N_CLASSES, N_FINDINGS, NO_FINDING, POSITIVE,
-                      apply_no_finding, gls_rates, has_abnormal)
+                      UNCERTAIN, apply_no_finding, gls_rates, has_abnormal)
 from .sections import ReadText, read_text, select_text
 from .sentences import label_by_sentence
 from .windows import ReportWindows, combine_reports, not_mentioned, softmax
@@ -103,16 +103,28 @@ def report_evidence(read: ReadText, spans: dict[int, list[tuple[int, int]]]) -> 
             for i, found in sorted(spans.items())}
 
 
-def with_rule_classes(classes: np.ndarray, rule_classes: np.ndarray, findings: Sequence[int]) -> np.ndarray:
+def with_rule_classes(classes: np.ndarray, rule_classes: np.ndarray, findings: Sequence[int],
+                      model_uncertain: Sequence[int] = ()) -> np.ndarray:
     """A rule/student combination's classes (`[14]` or `[n, 14]`): the rules' class on `findings`,
     the model's elsewhere, and the model's No Finding (already blanked by the model's own findings)
     blanked again where a finding is then positive or uncertain: No Finding needs both to find nothing.
+
+    On `model_uncertain` findings a rules positive that the model reads as uncertain stays uncertain:
+    the model learned from the expert annotations which mentions the annotators did not code as
+    present (an "opacity" that is not an infiltrate); the rules' negations and hedges are kept.
     The runtime and the cross-validation (export.reports.select) combine with this one function."""
+    model = np.asarray(classes)
     out = np.array(classes, dtype=np.int8, copy=True)
     idx = list(findings)
     out[..., idx] = np.asarray(rule_classes)[..., idx]
+    doubt = list(model_uncertain)
+    if doubt:
+        keep = (out[..., doubt] == POSITIVE) & (model[..., doubt] == UNCERTAIN)
+        out[..., doubt] = np.where(keep, UNCERTAIN, out[..., doubt])
     out[..., NO_FINDING] = np.where(has_abnormal(out), BLANK, out[..., NO_FINDING])
     return out
+
+
 def check_text(text: str, max_chars: int) -> str:
     """`text` if it can be labelled: at most `max_chars` characters, and text (no lone surrogates)."""
     if len(text) > max_chars:
@@ -144,8 +156,8 @@ class ReportLabeler:
     def __init__(self, name: str, path: Path | None, batch_size: int = 32, *,
                  windows: ReportWindows | None = None, backend: "Backend | None" = None,
                  rules: "RuleLabeler | None" = None, unit: str = "report",
-                 rules_findings: Sequence[str] = (), sections: str = "findings,impression",
-                 max_report_chars: int = MAX_REPORT_CHARS) -> None:
+                 rules_findings: Sequence[str] = (), model_uncertain: Sequence[str] = (),
+                 sections: str = "findings,impression", max_report_chars: int = MAX_REPORT_CHARS) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_report_chars < 1:
@@ -168,6 +180,10 @@ class ReportLabeler:
         if rules_findings and backend is None:
             raise ValueError("rules_findings combine a model with the rules: give windows and a backend")
         self.rules_findings = [FINDING_INDEX[f] for f in rules_findings]
+        if not set(model_uncertain) <= set(rules_findings):
+            raise ManifestError(f"{path}: model_uncertain must be among rules_findings, not "
+                                f"{sorted(set(model_uncertain) - set(rules_findings))}")
+        self.model_uncertain = [FINDING_INDEX[f] for f in model_uncertain]
         self._companion: "RuleLabeler | None" = None
         if self.rules_findings:
             from .rules import RuleLabeler
@@ -211,6 +227,7 @@ class ReportLabeler:
         reading = loaded.manifest.extra.get("reading") or {}
         labeler = cls(loaded.manifest.name, loaded.path, batch_size, windows=windows, backend=loaded.backend,
                       unit=reading.get("unit", REPORT), rules_findings=reading.get("rules_findings", ()),
+                      model_uncertain=reading.get("model_uncertain", ()),
                       sections=sections, max_report_chars=max_report_chars)
         labeler.identity = loaded.identity
         return labeler
@@ -309,16 +326,20 @@ class ReportLabeler:
 
     def _with_rules(self, reads: list[ReadText], classes: np.ndarray, probs: np.ndarray,
                     spans: list[dict[int, list[tuple[int, int]]]]) -> None:
-        """Put the rule labeler's class, one-hot probabilities and evidence on `rules_findings` (in place)."""
+        """Put the rule labeler's class, one-hot probabilities and evidence on `rules_findings` (in
+        place); a cell the model keeps uncertain (`model_uncertain`) keeps the model's probabilities
+        and evidence."""
         assert self._companion is not None
         eye = np.eye(N_CLASSES, dtype=np.float32)
         idx = self.rules_findings
         for k, read in enumerate(reads):
             rule_classes, rule_spans = self._companion.label(read.text)
-            classes[k] = with_rule_classes(classes[k], rule_classes, idx)
-            probs[k, idx] = eye[rule_classes[idx]]
-            spans[k] = {f: v for f, v in spans[k].items() if f not in idx}
-            spans[k].update({f: rule_spans[f] for f in idx if f in rule_spans})
+            combined = with_rule_classes(classes[k], rule_classes, idx, self.model_uncertain)
+            rules_own = [f for f in idx if combined[f] == rule_classes[f]]
+            classes[k] = combined
+            probs[k, rules_own] = eye[rule_classes[rules_own]]
+            spans[k] = {f: v for f, v in spans[k].items() if f not in rules_own}
+            spans[k].update({f: rule_spans[f] for f in rules_own if f in rule_spans})
             if classes[k, NO_FINDING] != POSITIVE:
                 spans[k].pop(NO_FINDING, None)
             spans[k] = dict(sorted(spans[k].items()))

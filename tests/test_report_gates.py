@@ -138,3 +138,41 @@ def test_rule_student_combination(tmp_path):
     rules[1, 10] = 3  # uncertain effusion
     both = with_rule_classes(model, rules, range(1, 14))
     assert both[0, NO_FINDING] == POSITIVE and both[1, NO_FINDING] == BLANK and both[1, 10] == 3
+
+
+def test_model_uncertain_overrules_only_a_rules_positive(tmp_path):
+    """reading.model_uncertain: where the rules read a positive and the model an uncertain, the cell is
+    uncertain with the model's probabilities and evidence; the rules' negations stay negations."""
+    from radedge.labels import FINDINGS, NEGATIVE, UNCERTAIN
+    from radedge.reports.labeler import with_rule_classes
+
+    pna = FINDINGS.index("Pneumonia")
+    bias = np.zeros((14, 4), dtype=np.float32)
+    bias[:, BLANK] = 5.0
+    bias[NO_FINDING] = [0, 5, 0, 0]
+    bias[pna] = [0, 0, 0, 5]  # the model reads every sentence as uncertain pneumonia
+    reading = {"unit": SENTENCE, "no_finding": "learned", "rules_findings": list(FINDINGS[1:]),
+               "model_uncertain": ["Pneumonia"]}
+    report_onnx.export_student(student_folder(tmp_path, bias, reading), tmp_path / "out", TEXTS)
+    labeler = ReportLabeler.load(tmp_path / "out")
+    text = "FINDINGS: Right lower lobe pneumonia."
+    positive, negated, silent = labeler([text, "FINDINGS: No pneumonia.", "FINDINGS: Heart normal."])
+    assert positive.classes[pna] == UNCERTAIN and positive.probs[pna].argmax() == UNCERTAIN
+    assert positive.probs[pna].max() < 1.0  # the model's probabilities, not the rules' one-hot
+    (start, end), = positive.evidence["Pneumonia"]
+    assert "pneumonia" in text[start:end]
+    assert negated.classes[pna] == NEGATIVE and silent.classes[pna] == BLANK  # the rules' reading kept
+    assert positive.classes[NO_FINDING] == BLANK
+    model = np.full((3, 14), UNCERTAIN, dtype=np.int8)
+    rules = np.array([[POSITIVE] * 14, [NEGATIVE] * 14, [BLANK] * 14], dtype=np.int8)
+    both = with_rule_classes(model, rules, range(1, 14), [pna])
+    assert both[:, pna].tolist() == [UNCERTAIN, NEGATIVE, BLANK]
+    assert both[0, 1] == POSITIVE  # a finding not in model_uncertain keeps the rules' positive
+
+
+def test_model_uncertain_must_be_rules_findings():
+    from radedge.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="model_uncertain must be among rules_findings"):
+        ReportLabeler(  # checked before the model is touched
+            "x", None, windows=object(), backend=object(), rules_findings=["Edema"], model_uncertain=["Pneumonia"])

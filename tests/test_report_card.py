@@ -52,3 +52,21 @@ def test_auto_ships_the_better_combination_that_reaches_the_rules_never_the_pure
     cv = _table(rules=(0.80, 0.90), s=(0.85, 0.95), **{nf: (0.79, 0.90), unc: (0.82, 0.89)})
     with pytest.raises(SystemExit, match="nothing shipped"):
         choose_row(cv, "s", "auto")
+
+
+def test_card_only_rewrites_the_shipped_card_from_its_manifest(tmp_path):
+    """`--card-only` rebuilds the card from the manifest alone: on the shipped model it gives back
+    the card that was shipped, and the model still verifies."""
+    import shutil
+    from pathlib import Path
+
+    from export.reports.default import main
+    from radedge import ReportLabeler
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "report-student"
+    out = tmp_path / "report-student"
+    shutil.copytree(shipped, out)
+    (out / "MODEL_CARD.md").write_text("stale\n", encoding="utf-8")
+    assert main(["--card-only", "--out", str(out)]) == 0
+    assert (out / "MODEL_CARD.md").read_text(encoding="utf-8") == (shipped / "MODEL_CARD.md").read_text(encoding="utf-8")
+    ReportLabeler.load(out)  # sha256 of every file, the rewritten card's included

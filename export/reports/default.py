@@ -123,6 +123,8 @@ def card(name: str, c: select.Candidate, cv: dict[str, Any], measured: dict[str,
                       for n, row in cv["table"].items())
     pooled = "\n".join(f"| {n} | " + " | ".join(f"{row[k][0]:.3f} [{row[k][1]:.3f}, {row[k][2]:.3f}]" for k in METRICS)
                        + " |" for n, row in cv.get("pooled", {}).items())
+    gains = "\n".join(f"| {n} | " + " | ".join(f"{row[k][0]:+.3f} [{row[k][1]:+.3f}, {row[k][2]:+.3f}]" for k in METRICS)
+                      + " |" for n, row in cv.get("paired_gain_over_rules", {}).items())
     r = c.recipe
     h = info["history"]
     row = info["cv_row"]
@@ -192,12 +194,19 @@ looking at all dev reports, so their numbers here are optimistic.
 
 Pooled out-of-fold (every dev report scored once, by the model of its fold; 95% bootstrap interval
 over reports). A fold without a gold positive gives no F1 for that finding; with 15 Pneumothorax
-positives in 5 folds the fold mean above rests on 1 to 5 per fold, so the pooled figure is the one
+positives in {cv['folds']} folds the fold mean above rests on a few per fold, so the pooled figure is the one
 to read for rare findings (export.reports.cv says why):
 
 | labeler | macro F1 | six-finding mean | No Finding F1 | Pneumothorax F1 |
 |---|---|---|---|---|
 {pooled}
+
+Against the rules, paired (each score minus the rules', both on the same bootstrap resamples of the
+reports; an interval above 0 is a lead that is not noise):
+
+| labeler | macro F1 | six-finding mean | No Finding F1 | Pneumothorax F1 |
+|---|---|---|---|---|
+{gains}
 
 Shipped: `{name}`, trained on all dev reports with the same recipe. Shipped row minus rules:
 macro F1 {cv['table'][row]['macro_f1'][0] - cv['table']['rules']['macro_f1'][0]:+.3f}, six-finding mean
@@ -205,6 +214,30 @@ macro F1 {cv['table'][row]['macro_f1'][0] - cv['table']['rules']['macro_f1'][0]:
 reused from runs/report-cv/ when present (the teacher labels they were trained with are those of the
 rules at the time they were computed); delete that folder to retrain every fold with the current rules.
 """
+
+
+def write_card(out: Path, c: select.Candidate, cv: dict[str, Any], measured: dict[str, Any], info: dict[str, Any],
+               argv: Sequence[str]) -> None:
+    """MODEL_CARD.md into the exported model folder, and the manifest's file hashes updated for it."""
+    from radedge.manifest import Manifest, file_hashes
+
+    (out / "MODEL_CARD.md").write_text(card("report-student", c, cv, measured, info, argv), encoding="utf-8")
+    manifest = Manifest.read(out)
+    manifest.files = file_hashes(out, ["model.onnx", "tokenizer.json", "MODEL_CARD.md"])
+    manifest.write(out)
+
+
+def rewrite_card(out: Path) -> None:
+    """`--card-only`: the card of an exported model rewritten from what its manifest recorded (the
+    cross-validation, the export's measurements, the student and its training), without training."""
+    from radedge.manifest import Manifest
+
+    manifest = Manifest.read(out)
+    student = manifest.provenance["student"]
+    info = dict(student, history=manifest.provenance["training"])
+    metrics = manifest.metrics
+    c = select.CANDIDATES[student["candidate"]]
+    write_card(out, c, metrics["cross_validation"], metrics, info, student["command"].split()[3:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "also the model's uncertain over a rules positive on the findings chosen by "
                         "cross-validation) whose cross-validated macro F1 and six-finding mean reach the "
                         "rules', else nothing; student: the pure student")
+    p.add_argument("--card-only", action="store_true",
+                   help="rewrite MODEL_CARD.md of the model in --out from its manifest (no training)")
     args = p.parse_args(argv)
+    if args.card_only:
+        rewrite_card(args.out)
+        return 0
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     select.main(["--folds", str(args.folds), "--only", args.candidate, "--reports", str(args.reports),
@@ -270,13 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as exc:
         print(f"report default: {c.name} not shipped: {exc}", file=sys.stderr)
         return 1
-    card_text = card("report-student", c, cv, measured, info, argv)
-    from radedge.manifest import Manifest, file_hashes
-
-    (args.out / "MODEL_CARD.md").write_text(card_text, encoding="utf-8")
-    manifest = Manifest.read(args.out)
-    manifest.files = file_hashes(args.out, ["model.onnx", "tokenizer.json", "MODEL_CARD.md"])
-    manifest.write(args.out)
+    write_card(args.out, c, cv, measured, info, argv)
     print(HEADER)
     for n, row in cv["table"].items():
         print(format_row(n, row))

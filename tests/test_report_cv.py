@@ -66,3 +66,43 @@ def test_a_fold_without_positives_has_no_f1_and_pooled_scores_count_every_report
     lo, hi = p["pneumothorax_f1"][1:]
     assert 0.0 <= lo <= 0.8 <= hi <= 1.0 and lo < hi  # resampling 3 positives spreads the F1
     assert cv.format_pooled(p).count(",") == 4 and cv.format_row("x", s).count("±") == 4
+
+
+def _gold(pneumonia: list[int]) -> Gold:
+    scored = ("No Finding", "Atelectasis", "Cardiomegaly", "Pleural Effusion", "Pneumonia", "Pneumothorax")
+    gold = np.zeros((len(pneumonia), N_FINDINGS), dtype=np.int8)
+    gold[:, FINDING_INDEX["Pneumonia"]] = pneumonia
+    gold[:, FINDING_INDEX["No Finding"]] = [1 - p for p in pneumonia]
+    return Gold([str(i) for i in range(len(pneumonia))], np.where(gold == 1, POSITIVE, 0).astype(np.int8),
+                "openi", scored)
+
+
+def test_paired_gain_is_zero_against_itself_and_positive_for_a_better_labeler():
+    g = _gold([1, 0] * 20)
+    perfect = g.classes.copy()
+    worse = perfect.copy()
+    worse[:8, FINDING_INDEX["Pneumonia"]] = 0  # four of twenty positives missed
+    same = cv.paired_gain(g, worse, worse, boot=100)
+    assert all(same[k] == [0.0, 0.0, 0.0] for k in ("macro_f1", "six_mean", "no_finding_f1"))
+    gain = cv.paired_gain(g, perfect, worse, boot=200)["macro_f1"]
+    assert gain[0] > 0 and 0 < gain[1] <= gain[0] <= gain[2]  # every resample has the better one ahead
+    assert cv.format_gain(cv.paired_gain(g, perfect, worse, boot=50)).count("[") == 4
+
+
+def test_model_uncertain_is_chosen_where_it_raises_f1_and_nested_on_other_folds():
+    from export.reports import select
+    from radedge.labels import UNCERTAIN
+
+    pna = FINDING_INDEX["Pneumonia"]
+    g = _gold([1, 0, 0, 0] * 15)
+    rules = g.classes.copy()
+    rules[:, pna] = POSITIVE  # the rules call every report's mention positive
+    model = np.zeros_like(rules)
+    model[:, pna] = np.where(g.classes[:, pna] == POSITIVE, POSITIVE, UNCERTAIN)  # the model knows better
+    rows = np.arange(len(g.ids))
+    assert select.model_uncertain_findings(g, model, rules, rows) == ["Pneumonia"]
+    assert select.model_uncertain_findings(g, rules, rules, rows) == []  # no uncertain: nothing to gain
+    folds = np.arange(len(g.ids)) % 3
+    out, chosen = select.nested_uncertain(g, model, rules, folds)
+    assert chosen == [["Pneumonia"]] * 3
+    assert (out[:, pna] == model[:, pna]).all()

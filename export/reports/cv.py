@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,18 +94,22 @@ def summary(scores: Sequence[FoldScore]) -> dict[str, list[float]]:
     return out
 
 
+def _bootstrap(n: int, at: Callable[[np.ndarray], dict[str, float]], boot: int, seed: int) -> dict[str, list[float]]:
+    """name -> [value of `at` on all n rows, 2.5th, 97.5th percentile over `boot` resamples of the rows]."""
+    point = at(np.arange(n))
+    rng = np.random.default_rng(seed)
+    draws = [at(rng.integers(0, n, n)) for _ in range(boot)]
+    return {k: [round(point[k], 4), *(round(float(q), 4) for q in np.nanpercentile([d[k] for d in draws], [2.5, 97.5]))]
+            for k in METRICS}
+
+
 def pooled(gold: Gold, pred: np.ndarray, boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
     """name -> [value, 2.5th, 97.5th percentile] of the pooled out-of-fold scores: all reports scored
     at once, the interval from `boot` resamples of the reports (with replacement)."""
     def at(rows: np.ndarray) -> dict[str, float]:
         return _metrics(FoldScore.of(score(subset(gold, rows), pred[rows])))
 
-    n = len(gold.ids)
-    point = at(np.arange(n))
-    rng = np.random.default_rng(seed)
-    draws = [at(rng.integers(0, n, n)) for _ in range(boot)]
-    return {k: [round(point[k], 4), *(round(float(q), 4) for q in np.nanpercentile([d[k] for d in draws], [2.5, 97.5]))]
-            for k in METRICS}
+    return _bootstrap(len(gold.ids), at, boot, seed)
 
 
 def paired_gain(gold: Gold, pred: np.ndarray, base: np.ndarray, boot: int = 1000,
@@ -117,12 +121,7 @@ def paired_gain(gold: Gold, pred: np.ndarray, base: np.ndarray, boot: int = 1000
         a, b = _metrics(FoldScore.of(score(sub, pred[rows]))), _metrics(FoldScore.of(score(sub, base[rows])))
         return {k: a[k] - b[k] for k in METRICS}
 
-    n = len(gold.ids)
-    point = diff(np.arange(n))
-    rng = np.random.default_rng(seed)
-    draws = [diff(rng.integers(0, n, n)) for _ in range(boot)]
-    return {k: [round(point[k], 4), *(round(float(q), 4) for q in np.nanpercentile([d[k] for d in draws], [2.5, 97.5]))]
-            for k in METRICS}
+    return _bootstrap(len(gold.ids), diff, boot, seed)
 
 
 def format_row(name: str, s: dict[str, list[float]]) -> str:

@@ -102,3 +102,21 @@ def test_wrong_models_are_refused(tiny_report_model, tmp_path):
         ImageScorer.load(str(tiny_report_model))
     with pytest.raises(ModelNotFoundError):
         ImageScorer.load(str(tmp_path / "nothing"))
+
+
+def test_prepared_image_pickles_repeated_channels_once():
+    import pickle
+
+    from radedge.images.scorer import PreparedImage
+
+    grey = np.random.default_rng(0).random((1, 16, 16), dtype=np.float32)
+    same = PreparedImage("a", pixels=np.repeat(grey, 3, axis=0), sop_uid="1.2")
+    differ = PreparedImage("b", pixels=np.concatenate([grey, grey + 1, grey]))
+    for item in (same, differ, PreparedImage("c", status="skipped", reason="why")):
+        back = pickle.loads(pickle.dumps(item))
+        assert back.outcome() == item.outcome()
+        assert (back.pixels is None) == (item.pixels is None)
+        if item.pixels is not None:
+            assert back.pixels.dtype == np.float32 and np.array_equal(back.pixels, item.pixels)
+    # the grey image travels once when the channels repeat it, all channels otherwise
+    assert len(pickle.dumps(same)) < len(pickle.dumps(differ)) / 2

@@ -62,6 +62,21 @@ class PreparedImage(ImageOutcome):
 
     pixels: np.ndarray | None = None  # float32 [channels, size, size]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (worker process -> the process running the model) with the grey image once when
+        every channel repeats it, as preprocessing makes them: a third of the bytes to send."""
+        state = dict(self.__dict__)
+        pixels = self.pixels
+        if pixels is not None and pixels.ndim == 3 and len(pixels) > 1 and (pixels[1:] == pixels[:1]).all():
+            state["pixels"], state["channels"] = pixels[:1], len(pixels)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        channels = state.pop("channels", None)
+        if channels is not None:
+            state["pixels"] = np.repeat(state["pixels"], channels, axis=0)
+        self.__dict__.update(state)
+
 
 @dataclass
 class ImageResult(ImageOutcome):

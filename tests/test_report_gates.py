@@ -163,6 +163,15 @@ def test_model_uncertain_overrules_only_a_rules_positive(tmp_path):
     assert "pneumonia" in text[start:end]
     assert negated.classes[pna] == NEGATIVE and silent.classes[pna] == BLANK  # the rules' reading kept
     assert positive.classes[NO_FINDING] == BLANK
+    seen: list[str] = []
+    model_probs = labeler._model_probs
+    labeler._model_probs = lambda sentences: seen.extend(sentences) or model_probs(sentences)
+    effusion, = labeler(["FINDINGS: Small left effusion. Heart normal."])  # the rules' abnormal finding
+    assert seen == []  # decides No Finding, and no model_uncertain finding is positive: no model call
+    assert effusion.classes[10] == POSITIVE and effusion.classes[NO_FINDING] == BLANK
+    assert effusion.probs[NO_FINDING].argmax() == BLANK and "No Finding" not in effusion.evidence
+    labeler([text])
+    assert seen  # a rules positive on a model_uncertain finding: the model reads the report
     model = np.full((3, 14), UNCERTAIN, dtype=np.int8)
     rules = np.array([[POSITIVE] * 14, [NEGATIVE] * 14, [BLANK] * 14], dtype=np.int8)
     both = with_rule_classes(model, rules, range(1, 14), [pna])

@@ -315,25 +315,46 @@ class ReportLabeler:
             evidence = [report_evidence(r, ev) for r, (_, ev) in zip(reads, labelled)]
             return classes, np.eye(N_CLASSES, dtype=np.float32)[classes], evidence
         if self.unit == SENTENCE:
-            classes, probs, spans = label_by_sentence([r.text for r in reads], self._model_probs)
-            if self._companion is not None:
-                self._with_rules(reads, classes, probs, spans)
+            if self._companion is None:
+                classes, probs, spans = label_by_sentence([r.text for r in reads], self._model_probs)
+            else:
+                classes, probs, spans = self._combined([r.text for r in reads])
             return classes, probs, [report_evidence(r, ev) for r, ev in zip(reads, spans)]
         probs = self._model_probs([r.text for r in reads])
         # Arg-max class per finding, then No Finding the CheXpert way, as the rule labeler does;
         # the probabilities are left as the model gave them.
         return apply_no_finding(probs.argmax(axis=-1).astype(np.int8)), probs, None
 
-    def _with_rules(self, reads: list[ReadText], classes: np.ndarray, probs: np.ndarray,
-                    spans: list[dict[int, list[tuple[int, int]]]]) -> None:
-        """Put the rule labeler's class, one-hot probabilities and evidence on `rules_findings` (in
-        place); a cell the model keeps uncertain (`model_uncertain`) keeps the model's probabilities
-        and evidence."""
+    def _combined(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict[int, list[tuple[int, int]]]]]:
+        """A rule/student combination: the rules on every report, the model only where it can change
+        a label. When the rules give all 13 findings and find one of them positive or uncertain, No
+        Finding is blank whatever the model reads, so the model is needed only for a rules positive
+        on a `model_uncertain` finding; those reports' No Finding gets "not mentioned" probabilities."""
         assert self._companion is not None
+        ruled = [self._companion.label(t) for t in texts]
+        n = len(texts)
+        classes = np.zeros((n, N_FINDINGS), dtype=np.int8)
+        probs = np.broadcast_to(not_mentioned(), (n, N_FINDINGS, N_CLASSES)).copy()
+        spans: list[dict[int, list[tuple[int, int]]]] = [{} for _ in texts]
+        every = len(self.rules_findings) == N_FINDINGS - 1
+        need = [k for k, (c, _) in enumerate(ruled)
+                if not every or not has_abnormal(c) or (c[self.model_uncertain] == POSITIVE).any()]
+        if need:
+            c, p, ev = label_by_sentence([texts[k] for k in need], self._model_probs)
+            classes[need], probs[need] = c, p
+            for k, e in zip(need, ev):
+                spans[k] = e
+        self._with_rules(ruled, classes, probs, spans)
+        return classes, probs, spans
+
+    def _with_rules(self, ruled: list[tuple[np.ndarray, dict[int, list[tuple[int, int]]]]], classes: np.ndarray,
+                    probs: np.ndarray, spans: list[dict[int, list[tuple[int, int]]]]) -> None:
+        """Put the rules' classes, one-hot probabilities and evidence (`ruled`, one per report) on
+        `rules_findings` (in place); a cell the model keeps uncertain (`model_uncertain`) keeps the
+        model's probabilities and evidence."""
         eye = np.eye(N_CLASSES, dtype=np.float32)
         idx = self.rules_findings
-        for k, read in enumerate(reads):
-            rule_classes, rule_spans = self._companion.label(read.text)
+        for k, (rule_classes, rule_spans) in enumerate(ruled):
             combined = with_rule_classes(classes[k], rule_classes, idx, self.model_uncertain)
             rules_own = [f for f in idx if combined[f] == rule_classes[f]]
             classes[k] = combined

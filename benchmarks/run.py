@@ -29,7 +29,7 @@ from radedge import registry
 from radedge.bench import describe_machine, machine_info
 
 from . import dicom
-from .accuracy import image_accuracy, report_accuracy
+from .accuracy import image_accuracy, report_accuracy, seen_holdout
 from .data import DATA, ROOT, openi_reports
 from .end_to_end import add_ratios, label_with, score_with
 from .latency import discover, find_student, report_fp32_reference, run_variant
@@ -303,6 +303,9 @@ def report_accuracy_section(run: Run) -> None:
         run.note("no report labels from the end-to-end section: report accuracy not measured")
         return
     run.results["accuracy"] += report_accuracy(run.predictions, run.report_ids)
+    seen = seen_holdout(registry.resolve("default", REPORT_TASK), run.report_ids)
+    if seen:
+        run.note(seen)
 
 
 def dicom_section(run: Run) -> None:

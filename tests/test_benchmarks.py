@@ -131,3 +131,22 @@ def test_gpu_variants_are_added_when_a_gpu_is_present(tiny_models_dir: Path, mon
     engines = {v.engine for v in found}
     assert {"ort-cpu", "ort-cuda", "ort-trt"} <= engines
     assert variants.discover("report-labels", include_gpu=False, root=tiny_models_dir)[0].engine == "ort-cpu"
+
+
+def test_seen_holdout_notes_a_model_trained_on_the_hold_out(tmp_path):
+    """The harness says when a report model's hold-out rows are not held out (trained on all dev)."""
+    from pathlib import Path
+
+    from benchmarks.accuracy import seen_holdout
+    from benchmarks.data import holdout_ids
+    from radedge.manifest import Manifest
+
+    ids = [f"CXR{i}" for i in range(1, 401)]
+    outside = len(ids) - len(holdout_ids(ids))
+    manifest = Manifest.read(Path(__file__).resolve().parents[1] / "models" / "report-student")
+    for trained, seen in ((outside, False), (len(ids), True)):
+        manifest.provenance["training"] = {"reports": trained}
+        manifest.write(tmp_path)
+        note = seen_holdout(tmp_path, ids)
+        assert (note is not None) == seen
+        assert note is None or f"trained on {trained} Open-i dev reports" in note

@@ -17,9 +17,9 @@ def _cv() -> dict:
 
 def test_card_has_fold_and_pooled_tables():
     info = {"cv_row": "x", "history": {"seconds": 10.0, "steps": 5}, "max_length": 128, "stride": 32,
-            "reading": {"rules_findings": list(select.RULES_FINDINGS)}}
+            "command": "python -m export.reports.default", "reading": {"rules_findings": list(select.RULES_FINDINGS)}}
     measured = {"int8_fp32_label_agreement": 0.999, "parity_max_abs_logit_diff": 0.01}
-    text = card("report-student", select.CANDIDATES["minilm-l3-adapter"], _cv(), measured, info, [])
+    text = card("report-student", select.CANDIDATES["minilm-l3-adapter"], _cv(), measured, info)
     assert "| rules | 0.770 ± 0.030 | 0.870 ± 0.060 | 0.900 ± 0.050 | 0.740 ± 0.420 |" in text
     assert "| rules | 0.800 [0.780, 0.820] | 0.900 [0.880, 0.920] | 0.910 [0.890, 0.930] | 0.897 [0.750, 0.970] |" in text
     assert "rule/student combination" in text  # row x is not the candidate's own name
@@ -28,9 +28,10 @@ def test_card_has_fold_and_pooled_tables():
 
 def test_card_names_the_model_uncertain_findings():
     info = {"cv_row": "x", "history": {"seconds": 10.0, "steps": 5}, "max_length": 128, "stride": 32,
+            "command": "python -m export.reports.default",
             "reading": {"rules_findings": list(select.RULES_FINDINGS), "model_uncertain": ["Lung Opacity"]}}
     measured = {"int8_fp32_label_agreement": 0.999, "parity_max_abs_logit_diff": 0.01}
-    text = card("report-student", select.CANDIDATES["minilm-l3-adapter"], _cv(), measured, info, [])
+    text = card("report-student", select.CANDIDATES["minilm-l3-adapter"], _cv(), measured, info)
     assert "On Lung Opacity, a mention the rules read as positive and the model as uncertain" in text
 
 

@@ -27,7 +27,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -120,15 +120,16 @@ taken when this raises its out-of-fold F1 by more than {select.UNCERTAIN_MARGIN}
 is itself nested, made on the other folds)."""
 
 
-def card(name: str, c: select.Candidate, cv: dict[str, Any], measured: dict[str, Any], info: dict[str, Any],
-         argv: Sequence[str]) -> str:
-    """MODEL_CARD.md text, from the measured results only."""
-    table = "\n".join(f"| {n} | " + " | ".join(f"{row[k][0]:.3f} ± {row[k][1]:.3f}" for k in METRICS) + " |"
-                      for n, row in cv["table"].items())
-    pooled = "\n".join(f"| {n} | " + " | ".join(f"{row[k][0]:.3f} [{row[k][1]:.3f}, {row[k][2]:.3f}]" for k in METRICS)
-                       + " |" for n, row in cv.get("pooled", {}).items())
-    gains = "\n".join(f"| {n} | " + " | ".join(f"{row[k][0]:+.3f} [{row[k][1]:+.3f}, {row[k][2]:+.3f}]" for k in METRICS)
-                      + " |" for n, row in cv.get("paired_gain_over_rules", {}).items())
+def table_rows(rows: dict[str, dict[str, list[float]]], cell: Callable[[list[float]], str]) -> str:
+    """Markdown table lines, one per labeler: its name, then `cell` of each metric."""
+    return "\n".join(f"| {n} | " + " | ".join(cell(row[k]) for k in METRICS) + " |" for n, row in rows.items())
+
+
+def card(name: str, c: select.Candidate, cv: dict[str, Any], measured: dict[str, Any], info: dict[str, Any]) -> str:
+    """MODEL_CARD.md text, from the measured results only (`info["command"]` rebuilds the model)."""
+    table = table_rows(cv["table"], lambda v: f"{v[0]:.3f} ± {v[1]:.3f}")
+    pooled = table_rows(cv.get("pooled", {}), lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+    gains = table_rows(cv.get("paired_gain_over_rules", {}), lambda v: f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]")
     r = c.recipe
     h = info["history"]
     row = info["cv_row"]
@@ -182,7 +183,7 @@ uncertain. Evidence: the sentence that decided each label (for No Finding, every
   onnxruntime dynamic int8 (per-channel, MatMul + embedding Gather); int8-vs-fp32 label agreement
   {measured['int8_fp32_label_agreement']:.4f} (gate >= 0.99) on the dev reports; not degenerate;
   quality gate passed (below).
-- Rebuild: `python -m export.reports.default {' '.join(argv)}`
+- Rebuild: `{info['command'].strip()}`
 
 ## Cross-validated accuracy (what the choice and the quality gate use)
 {cv['folds']}-fold cross-validation over the {cv['reports']} Open-i dev reports (export.reports.cv: folds by a hash
@@ -220,12 +221,12 @@ rules at the time they were computed); delete that folder to retrain every fold 
 """
 
 
-def write_card(out: Path, c: select.Candidate, cv: dict[str, Any], measured: dict[str, Any], info: dict[str, Any],
-               argv: Sequence[str]) -> None:
+def write_card(out: Path, c: select.Candidate, cv: dict[str, Any], measured: dict[str, Any],
+               info: dict[str, Any]) -> None:
     """MODEL_CARD.md into the exported model folder, and the manifest's file hashes updated for it."""
     from radedge.manifest import Manifest, file_hashes
 
-    (out / "MODEL_CARD.md").write_text(card("report-student", c, cv, measured, info, argv), encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(card("report-student", c, cv, measured, info), encoding="utf-8")
     manifest = Manifest.read(out)
     manifest.files = file_hashes(out, ["model.onnx", "tokenizer.json", "MODEL_CARD.md"])
     manifest.write(out)
@@ -241,7 +242,7 @@ def rewrite_card(out: Path) -> None:
     info = dict(student, history=manifest.provenance["training"])
     metrics = manifest.metrics
     c = select.CANDIDATES[student["candidate"]]
-    write_card(out, c, metrics["cross_validation"], metrics, info, student["command"].split()[3:])
+    write_card(out, c, metrics["cross_validation"], metrics, info)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as exc:
         print(f"report default: {c.name} not shipped: {exc}", file=sys.stderr)
         return 1
-    write_card(args.out, c, cv, measured, info, argv)
+    write_card(args.out, c, cv, measured, info)
     print(HEADER)
     for n, row in cv["table"].items():
         print(format_row(n, row))

@@ -7,7 +7,8 @@ Two kinds of entry point:
   each returns a Dataset of output rows. They run as an actor pool (`map_batches` with a callable
   class), so every actor loads and sha256-verifies its model once and then labels batch after batch
   with the same per-batch functions as one machine (`pipelines.reports.label_batch`,
-  `pipelines.dicoms.score_files`): the same records, a bad item its own error row.
+  `pipelines.dicoms.score_files`): the same records, a bad item its own error row. With
+  `packed=True` each batch's rows come back as one row (Arrow IPC bytes; `unpack` reads them).
 - `label_to_parquet` / `score_to_parquet`: what `--engine ray` runs. The input is cut into
   deterministic blocks (BLOCK reports or DICOM_BLOCK files, in input / walk order); block *i* is
   written to `OUTDIR/part-<i>.parquet` through a temporary file and a rename, so a finished block
@@ -16,8 +17,9 @@ Two kinds of entry point:
   (name and sha256) and the options; a rerun with other ones is refused.
   The whole job is one Dataset, so one actor pool (one model load per actor) serves it: a reader
   task on the driver's node streams the input (the pending blocks, cut into batches of rows that
-  carry their block number), the actors label the batches, and the driver writes each block's
-  part as soon as its last row is back (rows come back in input order, so few blocks are open).
+  carry their block number), the actors label the batches (packed: one row per batch), and the
+  driver writes each block's part as soon as its last row is back (rows come back in input order,
+  so few blocks are open).
 
 Nothing here is imported unless asked: `import ray` happens inside these functions.
 """
@@ -43,6 +45,7 @@ REPORT_BATCH = 256  # reports per actor call in a job: small enough to spread a 
 TAGS = ("_block", "_seq", "_size")  # per row of a job: its block, its place in the block, the block's size
 META = "_radedge.json"
 PAYLOAD = "payload"  # the CLI's rows: a pickled (id, report) pair, so bytes and reader errors travel intact
+PACKED = "rows"  # packed output: one row per actor call, the call's output table as Arrow IPC stream bytes
 # Ray's own INFO lines would bury the summary: read by ray.data's logging set-up and Ray's C++ core.
 # (The core then prints one line saying it read RAY_BACKEND_LOG_LEVEL; without it, it prints an error
 # line per actor about constructor arguments in the object store, which is worse.)
@@ -55,13 +58,13 @@ class _ReportActor:
     """One actor: a loaded ReportLabeler; Arrow batches of rows in, typed label rows out."""
 
     def __init__(self, model: str, text_column: str, id_column: str | None, batch_size: int,
-                 threads: int | None, sections: str) -> None:
+                 threads: int | None, sections: str, packed: bool = False) -> None:
         from ..reports.labeler import ReportLabeler
         from .reports import ReportSink
 
         self.labeler = ReportLabeler.load(model, threads=threads, batch_size=batch_size, sections=sections)
         self.sink = ReportSink(".jsonl")
-        self.text_column, self.id_column = text_column, id_column
+        self.text_column, self.id_column, self.packed = text_column, id_column, packed
 
     def __call__(self, batch: Any) -> Any:
         from .reports import label_batch
@@ -73,18 +76,19 @@ class _ReportActor:
             reports = batch.column(self.text_column).to_pylist()
             ids = batch.column(self.id_column).to_pylist() if self.id_column else list(range(len(reports)))
         records, _ = label_batch(self.labeler, reports, ids, self.sink)
-        return _table(records, batch, {PAYLOAD, self.text_column}, REPORT_FIELDS)
+        return _output(_table(records, batch, {PAYLOAD, self.text_column}, REPORT_FIELDS), self.packed)
 
 
 class _DicomActor:
     """One actor: a loaded ImageScorer; Arrow batches of (path, bytes or file) in, one score row each out."""
 
     def __init__(self, model: str, views: str | None, batch_size: int, threads: int | None,
-                 max_pixels: int | None, reduced: bool) -> None:
+                 max_pixels: int | None, reduced: bool, packed: bool = False) -> None:
         from ..images.scorer import ImageScorer
 
         self.scorer = ImageScorer.load(model, threads=threads, batch_size=batch_size, views=views,
                                        max_pixels=max_pixels, reduced=reduced)
+        self.packed = packed
 
     def __call__(self, batch: Any) -> Any:
         from .dicoms import score_files
@@ -100,33 +104,46 @@ class _DicomActor:
         else:  # `file`: where to read (shared storage), `path`: what to record
             files = batch.column("file").to_pylist() if "file" in batch.column_names else names
             records = score_files(self.scorer, [str(f) for f in files], names)
-        return _table(records, batch, {"bytes", "path", "file"}, IMAGE_FIELDS)
+        return _output(_table(records, batch, {"bytes", "path", "file"}, IMAGE_FIELDS), self.packed)
 
 
 def label_reports(ds: Any, model: str = "default", *, text_column: str = "text", id_column: str | None = None,
                   num_workers: int | None = None, batch_size: int = 256, threads: int | None = 1,
-                  sections: str = "findings,impression") -> Any:
+                  sections: str = "findings,impression", packed: bool = False) -> Any:
     """Dataset with a text column -> Dataset of label rows (id, labels, probs, rates, error and any
     other JSONL field), one per input row, other input columns kept. An actor pool of `num_workers`
     actors (default: Ray's autoscaling choice) each loads `model` once (a name on every node's search
-    path, or a folder on shared storage) and verifies its sha256."""
+    path, or a folder on shared storage) and verifies its sha256. `packed`: one row per batch instead
+    (see `unpack`)."""
     return ds.map_batches(_ReportActor, batch_format="pyarrow", batch_size=batch_size, compute=_pool(num_workers),
                           num_cpus=threads or 1,
                           fn_constructor_kwargs={"model": str(model), "text_column": text_column,
                                                  "id_column": id_column, "batch_size": 32, "threads": threads,
-                                                 "sections": sections})
+                                                 "sections": sections, "packed": packed})
 
 
 def score_dicoms(ds: Any, model: str = "default", *, views: str | None = "PA,AP", num_workers: int | None = None,
                  batch_size: int = 8, threads: int | None = 1, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 reduced: bool = True) -> Any:
+                 reduced: bool = True, packed: bool = False) -> Any:
     """Dataset of DICOM files (`path` and `bytes` columns, as `ray.data.read_binary_files(...,
     include_paths=True)` gives; or `path` alone for files on shared storage) -> Dataset of score rows
-    (path, status, UIDs, probabilities, labels, reason, error_type), one per file."""
+    (path, status, UIDs, probabilities, labels, reason, error_type), one per file; `packed`: one row
+    per batch instead (see `unpack`)."""
     return ds.map_batches(_DicomActor, batch_format="pyarrow", batch_size=batch_size, compute=_pool(num_workers),
                           num_cpus=threads or 1,
                           fn_constructor_kwargs={"model": str(model), "views": views, "batch_size": batch_size,
-                                                 "threads": threads, "max_pixels": max_pixels, "reduced": reduced})
+                                                 "threads": threads, "max_pixels": max_pixels, "reduced": reduced,
+                                                 "packed": packed})
+
+
+def unpack(table: Any) -> Any:
+    """A table of packed rows (`packed=True`: column `rows`) -> the output rows they hold, in order."""
+    import pyarrow as pa
+
+    tables = [pa.ipc.open_stream(data).read_all() for data in table.column(PACKED).to_pylist()]
+    if not tables:
+        raise ValueError("no packed rows to unpack (the schema travels inside them)")
+    return pa.concat_tables(tables, promote_options="default")
 
 
 # ---- output rows ----------------------------------------------------------------------------------
@@ -175,6 +192,24 @@ def _table(records: list[dict[str, Any]], batch: Any, drop: set[str], fields: di
     kept = [name for name in batch.column_names if name not in drop and name not in cols]
     return pa.Table.from_arrays([batch.column(n) for n in kept] + out.columns,
                                 schema=pa.schema([batch.schema.field(n) for n in kept] + list(out.schema)))
+
+
+def _output(table: Any, packed: bool) -> Any:
+    """An actor call's output: its table, or (packed) one row holding the table as Arrow IPC bytes.
+    Packed, a call yields one block whatever its rows' size. Unpacked, Ray Data cuts a call's output
+    into blocks of the job's target block size (set small for the job's small input rows, see
+    `_job_source`), and an actor task may run only two blocks ahead of the driver (its streaming
+    generator's backpressure), so it waits on the driver for every further one: a job's 172 DICOM
+    files came back as 65 blocks from 23 calls, and the actors sat idle between calls for about a
+    quarter of their time."""
+    import pyarrow as pa
+
+    if not packed:
+        return table
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return pa.table({PACKED: pa.array([sink.getvalue().to_pybytes()], pa.large_binary())})
 
 
 def _pool(num_workers: int | None) -> Any:
@@ -373,7 +408,10 @@ def _run_job(outdir: Path, ds: Any, finish: Callable[[Any], Any], empty_schema: 
 
     open_blocks: dict[int, list[Any]] = {}
     sizes: dict[int, int] = {}
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+    for packed in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        if not packed.num_rows:
+            continue
+        batch = unpack(packed)
         blocks = batch.column("_block").to_pylist()
         start = 0
         for i in range(1, len(blocks) + 1):  # split the batch where the block number changes
@@ -440,7 +478,7 @@ def label_to_parquet(input_path: str | os.PathLike, outdir: str | os.PathLike, m
     source = _job_source(_report_rows, (str(Path(input_path).resolve()), fmt, options), {PAYLOAD: "binary"},
                          block_size, done, REPORT_BATCH, row_bytes=1024)
     ds = label_reports(source, _model_ref(model), num_workers=num_workers or _cluster_cpus(threads),
-                       batch_size=REPORT_BATCH, threads=threads, sections=sections)
+                       batch_size=REPORT_BATCH, threads=threads, sections=sections, packed=True)
     _run_job(outdir, ds, lambda table: table, _schema(REPORT_FIELDS), summary, progress)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -477,7 +515,7 @@ def score_to_parquet(folder: str | os.PathLike, outdir: str | os.PathLike, model
     source = _job_source(_dicom_rows, (str(folder.resolve()),), {"path": "string", "file": "string"},
                          block_size, done, batch_size, row_bytes=128)
     ds = score_dicoms(source, _model_ref(model), views=views, num_workers=num_workers or _cluster_cpus(threads),
-                      batch_size=batch_size, threads=threads, max_pixels=max_pixels, reduced=reduced)
+                      batch_size=batch_size, threads=threads, max_pixels=max_pixels, reduced=reduced, packed=True)
     _run_job(outdir, ds, lambda table: _deduplicate(table, scored_sops), _schema(IMAGE_FIELDS), summary, progress)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -549,4 +587,4 @@ def model_identity(labeler_or_scorer: Any) -> dict[str, Any]:
 
 
 __all__ = ["BLOCK", "ClusterSummary", "DICOM_BLOCK", "init", "label_reports", "label_to_parquet", "model_identity",
-           "score_dicoms", "score_to_parquet"]
+           "score_dicoms", "score_to_parquet", "unpack"]

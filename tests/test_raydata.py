@@ -99,6 +99,16 @@ def test_composable_step_on_binary_files(tmp_path: Path) -> None:
     assert "scored" in {r["status"] for r in one}
 
 
+def test_packed_step_gives_one_row_per_batch_and_the_same_rows(tmp_path: Path) -> None:
+    ds = ray.data.from_items([{"id": f"r{i}", "text": t} for i, t in enumerate(REPORTS)])
+    plain = raydata.label_reports(ds, "rules", id_column="id", num_workers=1, batch_size=3).take_all()
+    packed = raydata.label_reports(ds, "rules", id_column="id", num_workers=1, batch_size=3, packed=True)
+    tables = [raydata.unpack(b) for b in packed.iter_batches(batch_format="pyarrow", batch_size=None)]
+    assert sum(t.num_rows for t in tables) == len(REPORTS) and packed.count() == 3  # 7 reports, batches of 3
+    rows = [r for t in tables for r in t.to_pylist()]
+    assert [(r["id"], r["labels"], r["error"]) for r in rows] == [(r["id"], r["labels"], r["error"]) for r in plain]
+
+
 def test_killed_cli_run_completes_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the CLI once its first part is written; the rerun fills the gap without duplicates."""
     src = _reports_csv(tmp_path / "in.csv", 300)

@@ -85,7 +85,9 @@ class _DicomActor:
     def __init__(self, model: str, views: str | None, batch_size: int, threads: int | None,
                  max_pixels: int | None, reduced: bool, packed: bool = False) -> None:
         from ..images.scorer import ImageScorer
+        from .workers import decoding_process
 
+        decoding_process(threads or 1)  # as a decoding worker of one machine, on the actor's own cores
         self.scorer = ImageScorer.load(model, threads=threads, batch_size=batch_size, views=views,
                                        max_pixels=max_pixels, reduced=reduced)
         self.packed = packed

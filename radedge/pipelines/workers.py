@@ -33,13 +33,20 @@ def _init_worker(decoder_threads: int, parent: int) -> None:
     (SIGKILL included), instead of holding the terminal's stderr open."""
     import signal
 
+    decoding_process(decoder_threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="radedge-parent-watch", daemon=True).start()
+
+
+def decoding_process(decoder_threads: int) -> None:
+    """Set up a process that decodes files one after another on cores of its own (a worker of the
+    pool here, or an actor of a Ray job): OpenCV single-threaded (the processes are the parallelism),
+    openjpeg with `decoder_threads` threads, and freed heap blocks kept for the next file."""
     import cv2
 
     cv2.setNumThreads(1)
     set_decoder_threads(decoder_threads)
     keep_freed_memory()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="radedge-parent-watch", daemon=True).start()
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -155,4 +162,5 @@ def prepared_stream(jobs: Iterator[Job], workers: int, in_flight: int) -> Iterat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Job", "decoder_threads", "inference_threads", "keep_freed_memory", "prepare_job", "prepared_stream"]
+__all__ = ["Job", "decoder_threads", "decoding_process", "inference_threads", "keep_freed_memory", "prepare_job",
+           "prepared_stream"]

@@ -1,5 +1,6 @@
-"""Packed actor output (one row per batch, its rows as Arrow IPC bytes) reads back to the same rows.
-Needs pyarrow (the ray extra), not a running Ray."""
+"""The Ray actors' own code, run in this process (pyarrow needed, no running Ray): packed output (one
+row per batch, its rows as Arrow IPC bytes) reads back to the same rows; a DICOM actor sets its
+process up as one machine's decoding workers are."""
 from __future__ import annotations
 
 import pytest
@@ -49,3 +50,13 @@ def test_unpack_joins_calls_whose_extra_fields_differ() -> None:
 def test_unpack_of_no_rows_says_so() -> None:
     with pytest.raises(ValueError, match="no packed rows"):
         raydata.unpack(pa.table({raydata.PACKED: pa.array([], pa.large_binary())}))
+
+
+def test_dicom_actor_sets_up_its_process_as_a_decoding_worker(monkeypatch) -> None:
+    from radedge.pipelines import workers
+
+    calls = []
+    monkeypatch.setattr(workers, "decoding_process", calls.append)
+    raydata._DicomActor("default", "PA,AP", batch_size=8, threads=1, max_pixels=None, reduced=True)
+    raydata._DicomActor("default", "PA,AP", batch_size=8, threads=None, max_pixels=None, reduced=True)
+    assert calls == [1, 1]  # openjpeg threads: the actor's cores (threads), at least one

@@ -385,7 +385,8 @@ def _job_source(rows: Callable[..., Iterable[dict[str, Any]]], args: tuple[Any, 
     small input would be one block labelled by one actor while the others wait. Smaller blocks cost
     Ray's per-block overhead: with 64 KiB report blocks `python -m benchmarks.cluster` measured the
     rule labeler (under 1 ms a report) at 1.53x the plain CLI, against 1.05x and 1.27x in two runs
-    with 256 KiB ones; a DICOM file takes 50 ms and more, so its blocks hold a few files."""
+    with 256 KiB ones; a DICOM file takes 50 ms and more, so its blocks hold a few files. The target
+    applies to every step of the job, so the actors' output is packed (`_output`) to escape it."""
     import ray
 
     here = ray.get_runtime_context().get_node_id()  # the node label Ray's own local-file reads pin to

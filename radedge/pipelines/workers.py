@@ -58,8 +58,9 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
     os._exit(1)
 
 
-# glibc's defaults: blocks over 128 KB are mmap'ed and given back to the kernel when freed, and the heap
-# top over 128 KB is trimmed; a decoding process then page-faults in every frame's buffers anew.
+# glibc's defaults: large blocks are mmap'ed and given back to the kernel when freed (the threshold
+# starts at 128 KB and follows the largest block freed), and the freed heap top over twice that is
+# trimmed; a decoding process then page-faults in every frame's buffers anew.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameters
 KEEP_BYTES = 32 << 20  # glibc's largest mmap threshold on 64-bit systems
 
@@ -67,10 +68,12 @@ KEEP_BYTES = 32 << 20  # glibc's largest mmap threshold on 64-bit systems
 def keep_freed_memory(keep: int = KEEP_BYTES) -> bool:
     """Let this process's heap keep freed blocks of up to `keep` bytes for the next file, instead of
     returning them to the kernel: a decoding worker allocates and frees the same few large buffers
-    per file (the codestream, the decoded frame), and faulting their pages in again cost about 4 ms
-    of system time per JPEG 2000 chest film (`python -m benchmarks.dicom score-dicoms`). The heap
-    then stays at the largest file's working set instead of shrinking between files. True when glibc
-    took the settings (False elsewhere: musl, macOS, Windows)."""
+    per file (the codestream, the decoded frame), and without this faults their pages in again for
+    every file (`tests/test_dicom_decode.py` counts the faults for twenty 1 MB blocks a file). In
+    the whole command (`python -m benchmarks.dicom score-dicoms`) the saving is smaller than what a
+    shared machine's load moves. The heap then stays at the largest file's working set instead of
+    shrinking between files. True when glibc took the settings (False elsewhere: musl, macOS,
+    Windows)."""
     import ctypes
     import ctypes.util
 

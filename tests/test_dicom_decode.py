@@ -332,9 +332,6 @@ def test_score_dicoms_max_pixels_option(tiny_image_model, tmp_path):
 
 def test_forged_header_memory_stays_small(tmp_path):
     """In a process limited to 1 GiB of address space the forged file is an error record, not a crash."""
-    import subprocess
-    import sys
-
     path = forged(tmp_path / "forged.dcm")
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
             "from radedge.images.scorer import prepare_input\n"

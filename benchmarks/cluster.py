@@ -3,6 +3,7 @@ cost, its steady-state overhead per item, throughput against the number of Ray w
 agreement of label cells, and an estimate for N nodes.
 
     python -m benchmarks.cluster [--reports 20000] [--student-reports 2285] [--archive-copies 8]
+                                 [--archive-kinds KIND,...] [--ray-workers 1,2]
                                  [--repeats 3] [--only ...] [--json OUT] [--from-json OUT]
 
 Four workloads: the rule labeler on the Open-i reports repeated to `--reports`; the default
@@ -129,24 +130,25 @@ def agreement(plain: list[dict[str, Any]], ray_rows: list[dict[str, Any]], key: 
             "identical_share": round(same / cells, 5) if cells else None}
 
 
-def _modes(kind: str, source: Path, out: Path, model: str, part_size: int | None) -> dict[str, Callable[[], float]]:
-    """Mode name -> one timed run of it on `source`: the plain CLI, then Ray with each of WORKERS."""
+def _modes(kind: str, source: Path, out: Path, model: str, part_size: int | None,
+           workers: Sequence[int] = WORKERS) -> dict[str, Callable[[], float]]:
+    """Mode name -> one timed run of it on `source`: the plain CLI, then Ray with each of `workers`."""
     command = "label-reports" if kind == "reports" else "score-dicoms"
     modes: dict[str, Callable[[], float]] = {
         "plain CLI": lambda: plain_cli(command, source, out / "plain.jsonl", model)}
-    for w in WORKERS:
+    for w in workers:
         modes[f"ray {w} worker{'s' * (w > 1)}"] = (
             lambda w=w: ray_run(kind, source, out / f"ray{w}", model, w, part_size))
     return modes
 
 
 def _workload(name: str, kind: str, source: Path, one: Path, model: str, n: int, key: str, repeats: int,
-              part_size: int | None, tmp: Path) -> dict[str, Any]:
+              part_size: int | None, tmp: Path, workers: Sequence[int] = WORKERS) -> dict[str, Any]:
     """Every mode on the workload `source` (n items) and on the one-item input `one`, interleaved."""
     import pyarrow.parquet as pq
 
-    big = _modes(kind, source, tmp / name / "big", model, part_size)
-    small = _modes(kind, one, tmp / name / "one", model, part_size)
+    big = _modes(kind, source, tmp / name / "big", model, part_size, workers)
+    small = _modes(kind, one, tmp / name / "one", model, part_size, workers)
     walls: dict[str, list[float]] = {m: [] for m in big}
     fixed: dict[str, list[float]] = {m: [] for m in big}
     loads = []
@@ -156,7 +158,7 @@ def _workload(name: str, kind: str, source: Path, one: Path, model: str, n: int,
             walls[m].append(big[m]())
             loads.append(_load())
     plain = _jsonl(tmp / name / "big" / "plain.jsonl")
-    ray_rows = pq.read_table(tmp / name / "big" / f"ray{WORKERS[-1]}").to_pylist()
+    ray_rows = pq.read_table(tmp / name / "big" / f"ray{workers[-1]}").to_pylist()
     for row in ray_rows:
         row["labels"] = {k: v for k, v in (row.get("labels") or {}).items() if v is not None} or None
     for rec in plain:
@@ -199,14 +201,17 @@ def _one_dicom(root: Path) -> Path:
     return copies_folder([DICOM / STUDY05["j2k-lossless"]], 1, root)
 
 
-def _archive(corpus: Path, copies: int, root: Path) -> tuple[Path, int]:
+def _archive(corpus: Path, copies: int, root: Path, kinds: Sequence[str] = ()) -> tuple[Path, int]:
     """An archive-like folder: the corpus plus `copies` copies of every full-size file of
-    `benchmarks/dicom.py` (each copy its own SOP Instance UID); the folder and its file count."""
+    `benchmarks/dicom.py` of `kinds` (all by default; each copy its own SOP Instance UID); the
+    folder and its file count. Without the uncompressed kind (about 90 of a copy's 136 MB) a folder
+    of thousands of files still fits this machine's disk and page cache."""
     from .dicom import copies_folder, fullsize_folder
 
     shutil.copytree(corpus, root / "corpus")
     if copies:
-        copies_folder([p for paths in fullsize_folder().values() for p in paths], copies, root / "fullsize")
+        files = [p for kind, paths in fullsize_folder().items() if not kinds or kind in kinds for p in paths]
+        copies_folder(files, copies, root / "fullsize")
     return root, sum(1 for p in root.rglob("*") if p.is_file())
 
 
@@ -255,7 +260,8 @@ def estimate(workloads: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 10,
 
 def run(reports: int, student_reports: int, repeats: int, part_size: int | None = None,
         dicom: Path = DICOM, only: Sequence[str] = (), archive_copies: int = 8,
-        json_out: Path | None = None) -> dict[str, Any]:
+        json_out: Path | None = None, archive_kinds: Sequence[str] = (),
+        workers: Sequence[int] = WORKERS) -> dict[str, Any]:
     """Every wanted workload; with `json_out`, the result so far is written there after each one
     (a long run that is stopped keeps the workloads it finished)."""
     from radedge.pipelines import raydata
@@ -275,16 +281,18 @@ def run(reports: int, student_reports: int, repeats: int, part_size: int | None 
                  ("dicom", "dicoms", dicom, one_dicom, "default", sum(1 for p in dicom.rglob("*") if p.is_file()),
                   "path")]
         if wanted("dicom archive"):
-            folder, n = _archive(dicom, archive_copies, tmp / "archive")
+            folder, n = _archive(dicom, archive_copies, tmp / "archive", archive_kinds)
             cases.append(("dicom archive", "dicoms", folder, one_dicom, "default", n, "path"))
         for name, kind, source, one, model, n, key in cases:
             if n and wanted(name):
-                result["workloads"].append(_workload(name, kind, source, one, model, n, key, repeats, part_size, tmp))
+                result["workloads"].append(_workload(name, kind, source, one, model, n, key, repeats, part_size, tmp,
+                                                     workers))
                 print(format_workload(result["workloads"][-1], result["ray_init_s"]), flush=True)
                 if json_out:
                     json_out.write_text(json.dumps(result, indent=1))
     result["part_size"] = part_size
     result["archive_copies"] = archive_copies
+    result["archive_kinds"] = list(archive_kinds)
     result["estimate"] = estimate(result["workloads"])
     result["load_1m_end"] = _load()
     if json_out:
@@ -315,7 +323,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [f"Ray vs plain CLI, {r['cpus']} cpus, load {r['load_1m_start']} -> {r['load_1m_end']}; "
              f"ray.init (not in the Ray walls below; in 'x plain +init'): {r['ray_init_s']} s; "
              f"part size: {r['part_size'] or 'the engine default'}; archive: corpus + "
-             f"{r.get('archive_copies', 0)} copies of the full-size files",
+             f"{r.get('archive_copies', 0)} copies of the full-size files"
+             f"{' (' + ', '.join(r['archive_kinds']) + ')' if r.get('archive_kinds') else ''}",
              "fixed s: wall of a one-item run; steady: (wall - fixed) per item, and against the plain CLI's", ""]
     lines += [format_workload(w, r["ray_init_s"]) for w in r["workloads"]]
     lines.append("")
@@ -324,6 +333,10 @@ def format_report(r: dict[str, Any]) -> str:
     for e in r["estimate"]:
         lines.append("  " + ", ".join(f"{k}: {v}" for k, v in e.items()))
     return "\n".join(lines)
+
+
+def _names(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,11 +348,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dicom", type=Path, default=DICOM, help="DICOM folder (default: the shared corpus)")
     p.add_argument("--archive-copies", type=int, default=8,
                    help="copies of the full-size DICOM files added to the corpus for 'dicom archive'")
+    p.add_argument("--archive-kinds", default="",
+                   help="comma-separated kinds of full-size files copied into the archive (default: all of "
+                        "j2k-lossless, j2k-lossy, jpeg, uncompressed)")
+    p.add_argument("--ray-workers", default=",".join(map(str, WORKERS)),
+                   help="comma-separated Ray worker counts to run (the last one's output is checked for agreement)")
     p.add_argument("--only", default="",
                    help="comma-separated workloads: 'reports rules', 'reports default', 'dicom', 'dicom archive'")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     p.add_argument("--from-json", type=Path, default=None, help="print an earlier --json result (estimate redone)")
     args = p.parse_args(argv)
+    from .dicom import KINDS
+
+    if set(_names(args.archive_kinds)) - set(KINDS):
+        p.error(f"--archive-kinds: not among {', '.join(KINDS)}: {args.archive_kinds}")
+    if not all(w.isdigit() and int(w) > 0 for w in _names(args.ray_workers)) or not _names(args.ray_workers):
+        p.error(f"--ray-workers needs positive integers, got {args.ray_workers!r}")
     if args.from_json:
         result = json.loads(args.from_json.read_text())
         result.setdefault("part_size", None)
@@ -348,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_report(result))
         return 0
     result = run(args.reports, args.student_reports, args.repeats, args.part_size, args.dicom,
-                 [w.strip() for w in args.only.split(",") if w.strip()], args.archive_copies, args.json)
+                 _names(args.only), args.archive_copies, args.json, _names(args.archive_kinds),
+                 [int(w) for w in _names(args.ray_workers)])
     print(format_report(result))
     return 0
 

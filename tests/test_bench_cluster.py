@@ -1,6 +1,10 @@
 """benchmarks/cluster.py's bookkeeping (no timing asserted: the figures come from the command):
-the per-workload verdict lines and the label-cell agreement it prints."""
+the per-workload verdict lines and the label-cell agreement it prints, and its options."""
 from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
 
 from benchmarks.cluster import agreement, verdicts
 
@@ -38,3 +42,29 @@ def test_agreement_counts_cells_and_catches_duplicates_and_gaps():
     assert not twice["exactly_once"]
     gap = agreement(plain, [{"id": "a", "labels": plain[0]["labels"]}], "id")
     assert not gap["exactly_once"] and gap["items_ray"] == 1
+
+
+def test_archive_kinds_and_ray_workers_are_checked(capsys):
+    from benchmarks.cluster import main
+
+    for argv in (["--archive-kinds", "jpeg,bogus"], ["--ray-workers", "0"], ["--ray-workers", "two"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_archive_copies_only_the_kinds_asked_for(tmp_path, monkeypatch):
+    import benchmarks.dicom as dicom
+    from benchmarks.cluster import _archive
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.dcm").write_bytes(b"x")
+    copied: list[list[Path]] = []
+    kinds = {k: [tmp_path / f"{k}.dcm"] for k in dicom.KINDS}
+    monkeypatch.setattr(dicom, "fullsize_folder", lambda: kinds)
+    monkeypatch.setattr(dicom, "copies_folder", lambda files, copies, root: copied.append(list(files)))
+    _archive(corpus, 3, tmp_path / "one", ["jpeg", "j2k-lossy"])
+    _archive(corpus, 3, tmp_path / "all")
+    assert copied == [[kinds["j2k-lossy"][0], kinds["jpeg"][0]], [kinds[k][0] for k in dicom.KINDS]]

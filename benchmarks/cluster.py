@@ -241,13 +241,13 @@ def _recorded_per_core() -> dict[str, list[tuple[str, float]]]:
 def estimate(workloads: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 10, 100), cores: int = 16
              ) -> list[dict[str, Any]]:
     """Items/s of N nodes of `cores` cores: the recorded per-core rate x cores x N x Ray's measured
-    efficiency on one node (plain CLI wall / Ray 2-worker wall in this run, at most 1); and the
-    minutes for 10 million items."""
+    efficiency on one node (plain CLI wall / the wall of the last Ray mode run, 2 workers by default,
+    at most 1); and the minutes for 10 million items."""
     recorded = _recorded_per_core()
     out = []
     for w in workloads:
-        rows = {r["mode"]: r for r in w["rows"]}
-        efficiency = min(1.0, rows["plain CLI"]["median_s"] / rows["ray 2 workers"]["median_s"])
+        plain, ray = w["rows"][0], w["rows"][-1]  # `_modes` order: the plain CLI, then Ray by workers
+        efficiency = min(1.0, plain["median_s"] / ray["median_s"])
         for name, rate in recorded.get(w["workload"], []):
             row = {"workload": name, "per_core_per_s": round(rate, 1), "ray_efficiency": round(efficiency, 3)}
             for n in nodes:

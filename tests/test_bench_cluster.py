@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cluster import agreement, verdicts
+from benchmarks.cluster import agreement, estimate, verdicts
 
 
 def _workload() -> dict:
@@ -68,3 +68,13 @@ def test_archive_copies_only_the_kinds_asked_for(tmp_path, monkeypatch):
     _archive(corpus, 3, tmp_path / "one", ["jpeg", "j2k-lossy"])
     _archive(corpus, 3, tmp_path / "all")
     assert copied == [[kinds["j2k-lossy"][0], kinds["jpeg"][0]], [kinds[k][0] for k in dicom.KINDS]]
+
+
+def test_estimate_takes_the_efficiency_of_the_last_ray_mode_run(monkeypatch):
+    import benchmarks.cluster as cluster
+
+    monkeypatch.setattr(cluster, "_recorded_per_core", lambda: {"w": [("w", 10.0)]})
+    both = {"workload": "w", "rows": _workload()["rows"]}
+    one = {"workload": "w", "rows": _workload()["rows"][:2]}  # --ray-workers 1: no 2-worker row
+    assert estimate([both], nodes=(1,), cores=1)[0]["ray_efficiency"] == round(100 / 120, 3)
+    assert estimate([one], nodes=(1,), cores=1)[0]["ray_efficiency"] == round(100 / 110, 3)

@@ -89,7 +89,7 @@ def latency_chart(groups: Sequence[tuple[str, Sequence[float]]], title: str, pat
     """Per-call latency distributions, one horizontal box per label (long labels stay readable)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 1.8 + 0.55 * len(groups)))
-    ax.boxplot([list(g[1]) for g in groups], vert=False, whis=(1, 99), showfliers=False)
+    ax.boxplot([list(g[1]) for g in groups], orientation="horizontal", whis=(1, 99), showfliers=False)
     ax.set_yticks(range(1, len(groups) + 1), [g[0] for g in groups])
     ax.invert_yaxis()
     ax.set_xscale("log")

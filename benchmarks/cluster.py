@@ -246,8 +246,9 @@ def estimate(workloads: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 10,
     recorded = _recorded_per_core()
     out = []
     for w in workloads:
-        plain, ray = w["rows"][0], w["rows"][-1]  # `_modes` order: the plain CLI, then Ray by workers
-        efficiency = min(1.0, plain["median_s"] / ray["median_s"])
+        rows = {r["mode"]: r for r in w["rows"]}
+        ray = w["rows"][-1]  # `_modes` order: the plain CLI, then Ray by workers
+        efficiency = min(1.0, rows["plain CLI"]["median_s"] / ray["median_s"])
         for name, rate in recorded.get(w["workload"], []):
             row = {"workload": name, "per_core_per_s": round(rate, 1), "ray_efficiency": round(efficiency, 3)}
             for n in nodes:
@@ -360,9 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     from .dicom import KINDS
 
-    if set(_names(args.archive_kinds)) - set(KINDS):
+    kinds, workers = _names(args.archive_kinds), _names(args.ray_workers)
+    if set(kinds) - set(KINDS):
         p.error(f"--archive-kinds: not among {', '.join(KINDS)}: {args.archive_kinds}")
-    if not all(w.isdigit() and int(w) > 0 for w in _names(args.ray_workers)) or not _names(args.ray_workers):
+    if not workers or not all(w.isdigit() and int(w) > 0 for w in workers):
         p.error(f"--ray-workers needs positive integers, got {args.ray_workers!r}")
     if args.from_json:
         result = json.loads(args.from_json.read_text())
@@ -372,8 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_report(result))
         return 0
     result = run(args.reports, args.student_reports, args.repeats, args.part_size, args.dicom,
-                 _names(args.only), args.archive_copies, args.json, _names(args.archive_kinds),
-                 [int(w) for w in _names(args.ray_workers)])
+                 _names(args.only), args.archive_copies, args.json, kinds, [int(w) for w in workers])
     print(format_report(result))
     return 0
 

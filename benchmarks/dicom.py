@@ -449,15 +449,15 @@ def parity(model: str = "default", margin: int | None = None) -> list[dict[str, 
     decoded reduced, the others decoded in full then shrunk to block means before the LUTs): the
     largest score difference against full decoding with the LUTs at full size (`--full-resolution`),
     and each label that differs with its full-decoding score and threshold (shipped model, batch 1).
-    `margin` replaces `radedge.images.codecs.levels.MARGIN` for the run (1: reduce down to the model's
-    input size itself), to show why it is 2."""
+    `margin` replaces `radedge.images.codecs.jpeg2000.MARGIN` for the run (1: reduce down to the
+    model's input size itself); `margins` shows how the differences grow as it shrinks."""
     import csv as _csv
 
-    from radedge.images.codecs import levels
+    from radedge.images.codecs import jpeg2000
     from radedge.labels import FINDINGS
 
     if margin is not None:
-        levels.MARGIN = margin
+        jpeg2000.MARGIN = margin
 
     path, _ = model_path(model)
     full = ImageScorer.load(str(path), batch_size=1, reduced=False)
@@ -698,7 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(run=score_dicoms_main)
     p = sub.add_parser("parity", help="scores of JPEG 2000 / JPEG files, full against reduced decoding")
     p.add_argument("--model", default="default", help="default | model name or folder")
-    p.add_argument("--margin", type=int, default=None, help="reduce to MARGIN x the resized size (default: 2)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="reduce JPEG 2000 frames to MARGIN x the resized size (default: the codec's MARGIN)")
     p.set_defaults(run=parity_main)
     p = sub.add_parser("memory", help="score-dicoms peak memory against folder size")
     p.add_argument("--sizes", default="1000,10000", help="folder sizes, comma-separated")

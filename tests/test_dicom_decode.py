@@ -53,7 +53,7 @@ def both(path, spec=SPEC):
     """(full decode + preprocess, reduced decode + preprocess, the reduced DicomImage)."""
     full = read_dicom(path, voi=spec["voi"])
     red = read_dicom(path, voi=spec["voi"], decode_for=spec)
-    return preprocess(full.image, spec), preprocess(red.image, spec, red.shape, red.origin), red
+    return preprocess(full.image, spec), preprocess(red.image, spec, red.shape, red.origin, red.kernel), red
 
 
 # ---- levels and geometry ----------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class DicomImage:
     intensity: str = ""  # how [0, 1] was reached: "voi-lut", "window", or "minmax"
     shape: tuple[int, int] = (0, 0)  # (Rows, Columns) at full resolution; `image` may be smaller
     origin: float = 0.0  # a reduced image's sample geometry (`codecs.Frame`), for the resizing
+    kernel: str = "box"  # what a reduced image's sample stands for (`codecs.Frame`)
     decoded: str = "full"  # "full (why)", or the codec and factor of a reduced decode ("jpeg2000 1/4")
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -415,8 +416,9 @@ def read_dicom(path: str | os.PathLike, voi: bool = True, views: frozenset[str] 
     when the header was readable, the instance's UIDs in the exception's `uids` attribute).
 
     `decode_for`: a preprocess spec; the frame is then decoded no larger than `preprocess` needs
-    (`decode_frame`), and `preprocess(image, spec, result.shape, result.origin)` gives about what
-    full decoding would (the codecs' low-pass filters are not INTER_AREA's box: see `codecs.levels`). `max_pixels`: the cap
+    (`decode_frame`), and `preprocess(image, spec, result.shape, result.origin, result.kernel)`
+    gives about what full decoding would (the codecs' low-pass filters are not INTER_AREA's box: see
+    `codecs.levels` and `codecs.wavelet`). `max_pixels`: the cap
     on Rows x Columns x frames, checked from the header before decoding (None: no cap)."""
     return image_from_dataset(read_dataset(path), voi, views, decode_for, max_pixels, path=str(path))
 
@@ -445,7 +447,7 @@ def image_from_dataset(ds: Any, voi: bool = True, views: frozenset[str] | None =
         modality=_text(ds, "Modality").upper(),
         view=_text(ds, "ViewPosition").upper(), photometric=_text(ds, "PhotometricInterpretation").upper(),
         transfer_syntax=str(getattr(ts, "name", ts)), intensity=how, shape=shape[:2], origin=frame.origin,
-        decoded=frame.how,
+        kernel=frame.kernel, decoded=frame.how,
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 import cv2
@@ -34,6 +35,7 @@ import numpy as np
 
 from ..errors import ImageLoadError
 from ..io.files import open_regular
+from .codecs.wavelet import synthesis
 
 RESIZE_RULES = ("letterbox", "stretch")
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
@@ -99,28 +101,42 @@ def _area_taps(n_out: int, n_full: int, factor: int, origin: float) -> tuple[np.
 
 
 def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int, int],
-                    origin: float) -> np.ndarray:
-    """INTER_AREA's box, over the full-resolution grid, of an image decoded at reduced size."""
+                    origin: float, kernel: str = "box") -> np.ndarray:
+    """INTER_AREA's box, over the full-resolution grid, of an image decoded at reduced size: its
+    samples taken as blocks ("box") or rebuilt by the JPEG 2000 9/7 synthesis ("cdf97")."""
     factor = next((1 << k for k in range(33) if all(-(-n // (1 << k)) == m for n, m in zip(shape, image.shape))), 0)
     if not factor:
         raise ValueError(f"an image of shape {image.shape} is not a power-of-two reduction of {shape}")
+    if kernel == "cdf97":
+        rows, cols = _synthesis_box(height, shape[0], factor), _synthesis_box(width, shape[1], factor)
+        return np.clip(rows @ image @ cols.T, 0.0, 1.0).astype(np.float32, copy=False)
+    if kernel != "box":
+        raise ValueError(f"unknown sample kernel {kernel!r} (box or cdf97)")
     rows, row_w = _area_taps(height, shape[0], factor, origin)
     cols, col_w = _area_taps(width, shape[1], factor, origin)
     by_rows = np.einsum("ktc,kt->kc", image[rows], row_w)
     return np.einsum("rkt,kt->rk", by_rows[:, cols], col_w).astype(np.float32, copy=False)
 
 
+@lru_cache(maxsize=64)
+def _synthesis_box(n_out: int, n_full: int, factor: int) -> np.ndarray:
+    """[n_out, samples]: INTER_AREA's box over the full-resolution pixels the 9/7 synthesis
+    rebuilds from the low-pass samples of an `n_full`-pixel axis reduced by `factor`."""
+    index, weight = _area_taps(n_out, n_full, 1, 0.0)
+    return np.einsum("kt,kts->ks", weight, synthesis(n_full, factor)[index]).astype(np.float32)
+
+
 def resize_square(image: np.ndarray, size: int, rule: str = "letterbox",
-                  shape: tuple[int, int] | None = None, origin: float = 0.0) -> np.ndarray:
+                  shape: tuple[int, int] | None = None, origin: float = 0.0, kernel: str = "box") -> np.ndarray:
     """Resize a 2-D image to ``size`` x ``size`` by the spec's rule (see the module docstring).
 
     `shape` is the image's (rows, cols) at full resolution when it was decoded at reduced size, and
-    `origin` where its first sample's block starts (`radedge.images.codecs.Frame`): the box of each
-    output pixel is then taken over the full-resolution grid, so the letterbox box and the sample
-    positions are those full decoding gives."""
+    `origin` where its first sample's block starts and `kernel` what a sample stands for
+    (`radedge.images.codecs.Frame`): the box of each output pixel is then taken over the
+    full-resolution grid, so the letterbox box and the sample positions are those full decoding gives."""
     full = tuple(shape) if shape is not None else image.shape
     nh, nw = resized_shape(full, size, rule)
-    resized = _resize(image, nh, nw) if full == image.shape else _resize_reduced(image, nh, nw, full, origin)
+    resized = _resize(image, nh, nw) if full == image.shape else _resize_reduced(image, nh, nw, full, origin, kernel)
     if rule == "stretch":
         return resized
     out = np.zeros((size, size), dtype=np.float32)
@@ -130,18 +146,18 @@ def resize_square(image: np.ndarray, size: int, rule: str = "letterbox",
 
 
 def preprocess(image: np.ndarray, spec: Mapping[str, Any], shape: tuple[int, int] | None = None,
-               origin: float = 0.0) -> np.ndarray:
+               origin: float = 0.0, kernel: str = "box") -> np.ndarray:
     """A 2-D float32 image in [0, 1] -> float32 [channels, size, size], ready for the model.
 
-    `shape`, `origin`: the image's full-resolution (rows, cols) and sample geometry when it was
-    decoded at reduced size (see `resize_square`)."""
+    `shape`, `origin`, `kernel`: the image's full-resolution (rows, cols) and sample geometry when
+    it was decoded at reduced size (see `resize_square`)."""
     s = check_spec(spec)
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"preprocess needs a 2-D grey image, got shape {image.shape}")
     if image.size == 0:
         raise ValueError("preprocess got an empty image")
-    resized = resize_square(image.astype(np.float32, copy=False), s["size"], s["resize"], shape, origin)
+    resized = resize_square(image.astype(np.float32, copy=False), s["size"], s["resize"], shape, origin, kernel)
     out = np.repeat(resized[None], s["channels"], axis=0)
     mean = np.asarray(s["mean"], dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(s["std"], dtype=np.float32).reshape(-1, 1, 1)

@@ -197,7 +197,7 @@ def prepare_input(source: str | os.PathLike | np.ndarray | Any, spec: Mapping[st
                 return _ready(label, preprocess(load_image(path, max_pixels), spec))
             dcm = read_dicom(path, voi=bool(spec.get("voi", False)), views=views, decode_for=decode_for,
                              max_pixels=max_pixels)
-        return _ready(label, preprocess(dcm.image, spec, dcm.shape, dcm.origin), study_uid=dcm.study_uid,
+        return _ready(label, preprocess(dcm.image, spec, dcm.shape, dcm.origin, dcm.kernel), study_uid=dcm.study_uid,
                       series_uid=dcm.series_uid, sop_uid=dcm.sop_uid)
     except InputError as exc:
         return _from_error(label, exc)

@@ -75,7 +75,7 @@ def reduce_full(stored: np.ndarray, need: tuple[int, int], how: str = "full") ->
     if hi - lo < MIN_RANGE:
         return Frame(stored, how=how)
     return Frame(block_means(np.ascontiguousarray(stored), factor), factor, 0.0,
-                 f"{how}, block means 1/{factor}", (lo, hi))
+                 f"{how}, block means 1/{factor}", extremes=(lo, hi))
 
 
 __all__ = ["AREA_TYPES", "BLOCK_MARGIN", "MIN_RANGE", "block_means", "reduce_full"]

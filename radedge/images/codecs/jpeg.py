@@ -10,12 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ReducedUnavailable, open_image
-from .levels import reduced_size
+from .levels import MARGIN, reduced_size
 
 
 def origin(factor: int) -> float:
     """Where sample 0's block starts, in full-resolution pixels: DCT-scaled samples are block means."""
     return 0.0
+
+
+def kernel(frame: bytes) -> str:
+    """DCT-scaled samples are blocks (`radedge.images.preprocess`)."""
+    return "box"
 
 
 def decode(frame: bytes, shape: tuple[int, int], need: tuple[int, int]) -> tuple[np.ndarray, int, int]:
@@ -35,3 +40,6 @@ def decode(frame: bytes, shape: tuple[int, int], need: tuple[int, int]) -> tuple
             pixels.shape[0] < need[0] or pixels.shape[1] < need[1]:
         raise ReducedUnavailable(f"DCT scaling 1/{factor} decoded to {pixels.shape}")
     return pixels, factor, 8
+
+
+__all__ = ["MARGIN", "decode", "kernel", "origin"]

@@ -5,7 +5,8 @@ size (the low-pass band, close to a local average), and decoding it skips every 
 is where the time goes (a 2840 x 2972 frame: level 3 in about 20 ms, full size in about 1 s). A
 low-pass sample k of level r sits on full-resolution pixel k * 2**r (the wavelet filters are centred
 on even samples), not on the middle of its 2**r block as a block mean would: `ORIGIN` says so to
-the resizing (`radedge.images.preprocess.resize_square`).
+the resizing (`radedge.images.preprocess.resize_square`), and `kernel` what a sample stands for: a
+block (reversible 5/3 codestreams) or the 9/7 synthesis of the irreversible ones (`wavelet`).
 openjpeg decodes with several threads when ``OPJ_NUM_THREADS`` says so (`reduced.set_decoder_threads`).
 """
 from __future__ import annotations
@@ -18,11 +19,32 @@ from .errors import ReducedUnavailable, open_image
 from .levels import largest_factor, reduced_size
 
 MAX_LEVEL = 32  # openjpeg's limit on decomposition levels
+MARGIN = 2.0  # a level's frame covers the resized size this many times (`levels`)
+COD, SOT = b"\xff\x52", b"\xff\x90"
+IRREVERSIBLE = 0  # COD's wavelet transformation byte: 0 = 9/7 irreversible, 1 = 5/3 reversible
 
 
 def origin(factor: int) -> float:
     """Where sample 0's block starts, in full-resolution pixels: it is centred on pixel 0."""
     return -(factor - 1) / 2
+
+
+def transformation(frame: bytes) -> int | None:
+    """The main header's wavelet transformation (COD, T.800 A.6.1): IRREVERSIBLE (9/7) or 1 (5/3);
+    None when the header cannot be read (the frame is then read as blocks)."""
+    start = frame.find(b"\xff\x4f\xff\x51")  # SOC, SIZ: past a JP2 wrapper's boxes
+    pos = start + 2 if start >= 0 else len(frame)
+    while pos + 4 <= len(frame) and frame[pos:pos + 2] != SOT:
+        if frame[pos:pos + 2] == COD:
+            return frame[pos + 13] if pos + 13 < len(frame) else None
+        pos += 2 + int.from_bytes(frame[pos + 2:pos + 4], "big")
+    return None
+
+
+def kernel(frame: bytes) -> str:
+    """What a reduced sample stands for (`radedge.images.preprocess`): "cdf97" for the 9/7
+    filter's low-pass, "box" (a block) otherwise."""
+    return "cdf97" if transformation(frame) == IRREVERSIBLE else "box"
 
 
 def open_reduced(frame: bytes, level: int, shape: tuple[int, int]) -> Any:

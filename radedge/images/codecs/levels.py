@@ -8,6 +8,8 @@ score differences full against reduced with this margin (at most 0.03) and with 
 """
 from __future__ import annotations
 
+import math
+
 MARGIN = 2
 
 
@@ -17,11 +19,11 @@ def reduced_size(n: int, factor: int) -> int:
     return -(-n // factor)
 
 
-def cover(need: tuple[int, int], margin: int | None = None) -> tuple[int, int]:
+def cover(need: tuple[int, int], margin: float | None = None) -> tuple[int, int]:
     """The smallest (rows, cols) a reduced frame may have when preprocessing resizes it to `need`
-    (`margin` times it; default `MARGIN`)."""
+    (`margin` times it, rounded up; default `MARGIN`)."""
     margin = MARGIN if margin is None else margin
-    return need[0] * margin, need[1] * margin
+    return math.ceil(need[0] * margin), math.ceil(need[1] * margin)
 
 
 def largest_factor(shape: tuple[int, int], need: tuple[int, int], limit: int) -> int:

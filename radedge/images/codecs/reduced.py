@@ -20,7 +20,8 @@ from .errors import CodestreamMismatch, ReducedUnavailable
 from .levels import cover
 
 # transfer syntax UID -> codec module: decode(frame, (rows, cols), cover) -> (bits, factor, precision),
-# origin(factor) -> where sample 0's block starts in full-resolution pixels
+# origin(factor) -> where sample 0's block starts in full-resolution pixels, kernel(frame) -> what a
+# sample stands for, MARGIN -> how many times a level must cover the resized size (`levels.cover`)
 DECODERS: dict[str, Any] = {
     "1.2.840.10008.1.2.4.90": jpeg2000,  # JPEG 2000 Lossless Only
     "1.2.840.10008.1.2.4.91": jpeg2000,  # JPEG 2000
@@ -32,7 +33,9 @@ THREADS_VARIABLE = "OPJ_NUM_THREADS"  # openjpeg reads it when it creates a deco
 @dataclass(frozen=True)
 class Frame:
     """Stored pixel values decoded at 1 / `factor` of the frame's size per side (rounded up):
-    sample k stands for full-resolution pixels origin + k * factor to origin + (k + 1) * factor."""
+    sample k stands for full-resolution pixels origin + k * factor to origin + (k + 1) * factor
+    (`kernel` "box"), or is the JPEG 2000 9/7 low-pass centred on pixel k * factor ("cdf97",
+    `wavelet`)."""
 
     stored: np.ndarray
     factor: int = 1
@@ -41,6 +44,7 @@ class Frame:
     # the full-resolution frame's smallest and largest stored values, when known (`blocks`):
     # min-max scaling is over the image's own values, which averaging narrows
     extremes: tuple[float, float] | None = None
+    kernel: str = "box"
 
 
 def stored_values(bits: np.ndarray, precision: int, signed: bool) -> np.ndarray:
@@ -70,7 +74,7 @@ def single_frame(ds: Any) -> bytes:
 
 def decode_reduced(ds: Any, need: tuple[int, int]) -> Frame:
     """Decode a one-frame grey dataset to which preprocessing resizes to `need` (rows, cols), at the
-    smallest size that covers it with `levels.MARGIN`; ReducedUnavailable (CodestreamMismatch when
+    smallest size that covers it `codec.MARGIN` times; ReducedUnavailable (CodestreamMismatch when
     the codestream's size disagrees with Rows / Columns) when the transfer syntax, the image or the
     codestream does not allow it."""
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
@@ -80,9 +84,11 @@ def decode_reduced(ds: Any, need: tuple[int, int]) -> Frame:
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ReducedUnavailable(f"{photometric or 'unknown'} image (only grey frames are reduced)")
     codec = DECODERS[ts]
-    bits, factor, precision = codec.decode(single_frame(ds), (int(ds.Rows), int(ds.Columns)), cover(need))
+    frame = single_frame(ds)
+    bits, factor, precision = codec.decode(frame, (int(ds.Rows), int(ds.Columns)), cover(need, codec.MARGIN))
+    kernel = codec.kernel(frame)
     return Frame(stored_values(bits, precision, bool(ds.get("PixelRepresentation", 0))), factor,
-                 codec.origin(factor), f"{codec.__name__.rsplit('.', 1)[-1]} 1/{factor}")
+                 codec.origin(factor), f"{codec.__name__.rsplit('.', 1)[-1]} 1/{factor}", kernel=kernel)
 
 
 def set_decoder_threads(threads: int) -> None:

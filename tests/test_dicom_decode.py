@@ -21,7 +21,8 @@ from radedge.images import dicom
 from radedge.images.codecs import decode_reduced, set_decoder_threads
 from radedge.images.codecs.blocks import BLOCK_MARGIN, block_means, reduce_full
 from radedge.images.codecs.jpeg2000 import open_reduced
-from radedge.images.codecs.levels import MARGIN, largest_factor, reduced_size
+from radedge.images.codecs import jpeg, jpeg2000
+from radedge.images.codecs.levels import cover, largest_factor, reduced_size
 from radedge.images.codecs.reduced import THREADS_VARIABLE, stored_values
 from radedge.errors import ImageTooLargeError, PixelDecodeError
 from radedge.images.dicom import read_dataset, read_dicom
@@ -57,11 +58,14 @@ def both(path, spec=SPEC):
 
 
 # ---- levels and geometry ----------------------------------------------------------------------------
-def test_level_covers_twice_the_resized_shape_never_less():
+def test_level_covers_the_resized_shape_by_the_codecs_margin_never_less():
     need = resized_shape((2840, 2972), 192)
     assert need == (183, 192)
-    factor = largest_factor((2840, 2972), (need[0] * MARGIN, need[1] * MARGIN), 1 << 32)
-    assert factor == 4 and reduced_size(2972, factor) >= 2 * 192 and reduced_size(2972, 2 * factor) < 2 * 192
+    assert cover(need, 1.5) == (275, 288) and cover(need) == (366, 384)  # rounded up; default 2
+    for margin, expected in [(jpeg.MARGIN, 4), (jpeg2000.MARGIN, 8)]:  # DCT scaling 2, wavelets 1.5
+        factor = largest_factor((2840, 2972), cover(need, margin), 1 << 32)
+        assert factor == expected
+        assert reduced_size(2972, factor) >= margin * 192 > reduced_size(2972, 2 * factor)
 
 
 def test_reduced_resize_at_factor_one_is_inter_area():

@@ -1,10 +1,11 @@
 """How far a frame may be reduced, and where the samples of a reduced frame sit.
 
-Not to the model's input size itself but to twice it (`MARGIN`): preprocessing then still shrinks
-at least 2x with INTER_AREA, which does the anti-aliasing as on full-size images. The shipped
+Not to the model's input size itself but to a margin over it (each codec's MARGIN): the shipped
 image model reacts to texture below one grey level, and the codecs' low-pass filters (JPEG 2000
-wavelets, DCT scaling) are not INTER_AREA's box: `python -m benchmarks.dicom parity` shows the
-score differences full against reduced with this margin (at most 0.03) and with `--margin 1`.
+wavelets, DCT scaling) are not INTER_AREA's box, so preprocessing must still shrink the frame a
+little to average what they leave. DCT scaling keeps `MARGIN` (2: `python -m benchmarks.dicom
+parity` moves the network by at most 0.016 at 2, 0.043 at 1); JPEG 2000 takes its own
+(`jpeg2000.MARGIN`, measured by `python -m benchmarks.margins`).
 """
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ from pydicom.uid import JPEG2000, JPEG2000Lossless
 
 from radedge.images.codecs import jpeg2000
 from radedge.images.codecs.reduced import single_frame
-from radedge.images.codecs.wavelet import ALPHA, BETA, GAMMA, synthesis
+from radedge.images.codecs.wavelet import ALPHA, BETA, GAMMA, combs, synthesize
 from radedge.images.dicom import read_dataset, read_dicom
-from radedge.images.preprocess import preprocess, resize_square
+from radedge.images.preprocess import _area_taps, _synthesis_taps, preprocess, resize_square
 from tests.test_dicom_decode import SPEC, compressed, smooth
 
 DELTA = 0.443506852043971  # T.800 step 3 (its inverse adds nothing when the details are zero)
@@ -29,12 +29,31 @@ def analysis_low(x: np.ndarray) -> np.ndarray:
     return x[0::2]
 
 
+def synthesis(n: int, factor: int) -> np.ndarray:
+    """The dense [n, samples] synthesis matrix: every sample rebuilt on its own."""
+    return synthesize(np.eye(-(-n // factor)), n, factor)
+
+
 def test_synthesis_rows_sum_to_one_and_flat_stays_flat():
     for n, factor in [(2972, 8), (37, 4), (5, 2)]:
         matrix = synthesis(n, factor)
         assert matrix.shape == (n, -(-n // factor))
         np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)
-        assert not matrix.flags.writeable
+
+
+@pytest.mark.parametrize("n_out,n_full,factor", [(192, 2972, 8), (183, 2840, 8), (40, 321, 4), (7, 37, 2), (3, 37, 8)])
+def test_comb_taps_equal_the_box_over_the_dense_synthesis(n_out, n_full, factor):
+    """The resizing's weights built from combs of samples equal INTER_AREA's box applied to the
+    dense synthesis matrix (so no comb tooth leaked into another's output pixel)."""
+    index, weight = _area_taps(n_out, n_full, 1, 0.0)
+    box = np.zeros((n_out, n_full))
+    np.add.at(box, (np.arange(n_out)[:, None], index), weight)
+    expected = box @ synthesis(n_full, factor)
+    taps, tap_w = _synthesis_taps(n_out, n_full, factor)
+    got = np.zeros_like(expected)
+    np.add.at(got, (np.arange(n_out)[:, None], taps), tap_w)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not combs(n_full, factor).flags.writeable
 
 
 def test_synthesis_rebuilds_a_cubic_from_its_low_band():

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ImageLoadError
 from ..io.files import open_regular
-from .codecs.wavelet import synthesis
+from .codecs.wavelet import combs
 
 RESIZE_RULES = ("letterbox", "stretch")
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
@@ -108,22 +108,33 @@ def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int
     if not factor:
         raise ValueError(f"an image of shape {image.shape} is not a power-of-two reduction of {shape}")
     if kernel == "cdf97":
-        rows, cols = _synthesis_box(height, shape[0], factor), _synthesis_box(width, shape[1], factor)
-        return np.clip(rows @ image @ cols.T, 0.0, 1.0).astype(np.float32, copy=False)
-    if kernel != "box":
+        (rows, row_w), (cols, col_w) = _synthesis_taps(height, shape[0], factor), _synthesis_taps(width, shape[1], factor)
+    elif kernel == "box":
+        (rows, row_w), (cols, col_w) = _area_taps(height, shape[0], factor, origin), _area_taps(width, shape[1], factor, origin)
+    else:
         raise ValueError(f"unknown sample kernel {kernel!r} (box or cdf97)")
-    rows, row_w = _area_taps(height, shape[0], factor, origin)
-    cols, col_w = _area_taps(width, shape[1], factor, origin)
+    # einsum without `optimize` stays out of BLAS, whose threads would spin against the other workers
     by_rows = np.einsum("ktc,kt->kc", image[rows], row_w)
-    return np.einsum("rkt,kt->rk", by_rows[:, cols], col_w).astype(np.float32, copy=False)
+    resized = np.einsum("rkt,kt->rk", by_rows[:, cols], col_w)
+    return (np.clip(resized, 0.0, 1.0) if kernel == "cdf97" else resized).astype(np.float32, copy=False)
 
 
 @lru_cache(maxsize=64)
-def _synthesis_box(n_out: int, n_full: int, factor: int) -> np.ndarray:
-    """[n_out, samples]: INTER_AREA's box over the full-resolution pixels the 9/7 synthesis
-    rebuilds from the low-pass samples of an `n_full`-pixel axis reduced by `factor`."""
+def _synthesis_taps(n_out: int, n_full: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_area_taps` for samples rebuilt by the 9/7 synthesis: INTER_AREA's box over the
+    full-resolution pixels the synthesis rebuilds from the low-pass samples of an `n_full`-pixel
+    axis reduced by `factor` (the wavelet's negative lobes can take a result just outside [0, 1])."""
     index, weight = _area_taps(n_out, n_full, 1, 0.0)
-    return np.einsum("kt,kts->ks", weight, synthesis(n_full, factor)[index]).astype(np.float32)
+    teeth = combs(n_full, factor)  # [spacing, n_full]
+    per_comb = np.einsum("kt,ckt->kc", weight, teeth[:, index])  # box k over comb c's one sample near it
+    spacing, samples = teeth.shape[0], -(-n_full // factor)
+    centre = np.round(((np.arange(n_out) + 0.5) * n_full / n_out - 0.5) / factor).astype(np.int64)
+    taps = centre[:, None] + np.arange(-(spacing // 2) + 1, spacing // 2)
+    inside = (taps >= 0) & (taps < samples)
+    weights = np.where(inside, np.take_along_axis(per_comb, taps % spacing, axis=1), 0.0)
+    used = np.flatnonzero(np.abs(weights).max(axis=0) > 1e-9)  # trim the taps no row uses
+    taps, weights = taps[:, used[0]:used[-1] + 1], weights[:, used[0]:used[-1] + 1]
+    return np.clip(taps, 0, samples - 1), weights.astype(np.float32)
 
 
 def resize_square(image: np.ndarray, size: int, rule: str = "letterbox",

@@ -18,6 +18,9 @@ import numpy as np
 
 # ITU-T T.800 Annex F lifting constants of the irreversible 9/7 filter
 ALPHA, BETA, GAMMA = -1.586134342059924, -0.052980118572961, 0.882911075530934
+# A sample's rebuilt pixels reach about 3 samples either side, a resizing box about 1 more: teeth
+# of a comb 32 samples apart never meet in one output pixel (`combs`)
+SPACING = 32
 
 
 def _synthesize_level(low: np.ndarray, n: int) -> np.ndarray:
@@ -36,18 +39,33 @@ def _synthesize_level(low: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def synthesize(low: np.ndarray, n: int, factor: int) -> np.ndarray:
+    """Low-pass samples ([ceil(n / factor), ...]) of an n-pixel axis -> the [n, ...] pixels the
+    9/7 synthesis rebuilds from them with every detail band zero, scaled so that flat stays flat."""
+    sizes = [-(-n // (1 << level)) for level in range(factor.bit_length())]
+
+    def rebuild(values: np.ndarray) -> np.ndarray:
+        for size in reversed(sizes[:-1]):
+            values = _synthesize_level(values, size)
+        return values
+
+    out, flat = rebuild(np.asarray(low, dtype=np.float64)), rebuild(np.ones(sizes[-1]))
+    return out / flat.reshape((n,) + (1,) * (out.ndim - 1))
+
+
 @lru_cache(maxsize=64)
-def synthesis(n: int, factor: int) -> np.ndarray:
-    """[n, ceil(n / factor)]: full-resolution pixel i as a weighted sum of the level-log2(factor)
-    low-pass samples of an n-pixel axis (rows sum to 1: a flat image stays flat). Read-only."""
-    levels = factor.bit_length() - 1
-    sizes = [-(-n // (1 << level)) for level in range(levels + 1)]
-    matrix = np.eye(sizes[-1])
-    for level in range(levels, 0, -1):
-        matrix = _synthesize_level(matrix, sizes[level - 1])
-    matrix /= matrix.sum(axis=1, keepdims=True)
-    matrix.setflags(write=False)
-    return matrix
+def combs(n: int, factor: int, spacing: int = SPACING) -> np.ndarray:
+    """[spacing, n]: row c is the synthesis of the samples c, c + spacing, c + 2 * spacing, ...
+    each 1 (the rest 0). Samples `spacing` apart rebuild pixels too far apart to overlap, so pixel
+    i of row c is the weight of the one sample of that comb near i: the whole (banded) synthesis
+    matrix in `spacing` one-dimensional passes instead of one per sample. Read-only."""
+    m = -(-n // factor)
+    teeth = np.zeros((m, spacing))
+    for c in range(spacing):
+        teeth[c::spacing, c] = 1.0
+    out = np.ascontiguousarray(synthesize(teeth, n, factor).T)
+    out.setflags(write=False)
+    return out
 
 
-__all__ = ["synthesis"]
+__all__ = ["SPACING", "combs", "synthesize"]

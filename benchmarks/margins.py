@@ -134,11 +134,12 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def format_summary(worst: Sequence[dict[str, Any]]) -> str:
-    lines = ["margin  " + "  ".join(f"{k + ': files, worst, >0.02, >0.03':34s}" for k in KINDS)]
+    head = "".join(f"  {k + ':':>13s} {'files':>5s} {'worst':>7s} {'>0.02':>5s} {'>0.03':>5s}" for k in KINDS)
+    lines = [f"{'margin':>6s}{head}"]
     for e in worst:
-        cells = [f"{e[k]['files']:5d} {e[k]['worst']:8.4f} {e[k]['over_0.02']:5d} {e[k]['over_0.03']:5d}"
-                 + " " * 10 for k in KINDS]
-        lines.append(f"{e['margin']:6.2f}  " + "  ".join(f"{c:34s}" for c in cells))
+        cells = "".join(f"  {'':13s} {e[k]['files']:5d} {e[k]['worst']:7.4f} {e[k]['over_0.02']:5d} "
+                        f"{e[k]['over_0.03']:5d}" for k in KINDS)
+        lines.append(f"{e['margin']:6.2f}{cells}")
     lines.append(f"shipped: jpeg2000.MARGIN = {jpeg2000.MARGIN}")
     return "\n".join(lines)
 

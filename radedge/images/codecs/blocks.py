@@ -12,11 +12,11 @@ edges (`tests/test_dicom_decode.py` bounds the difference).
 
 What does not commute is the resizing's box edges, which cut blocks (taken as uniform): the shipped
 model feels that texture change, so blocks stay small against the boxes: they cover `BLOCK_MARGIN`
-(4) times the resized size where the codecs' levels cover 2. The network's outputs on the corpus
-and full-size files scored in full against this way (`python -m benchmarks.dicom parity`; largest
-difference): 0.0153 with blocks covering 2x (3 files with a label that differs), 0.0052 at 4x (1: a
-full-size film whose score lies 0.003 from its threshold); at 8x a 3,000-pixel film would no longer
-be reduced at all.
+(4) times the resized size where DCT scaling covers 2 and JPEG 2000 levels 1.5. The network's
+outputs on the corpus and full-size files scored in full against this way (`python -m
+benchmarks.dicom parity`; largest difference): 0.0153 with blocks covering 2x (3 files with a label
+that differs), 0.0052 at 4x (1: a full-size film whose score lies 0.003 from its threshold); at 8x
+a 3,000-pixel film would no longer be reduced at all.
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def test_synthesis_rows_sum_to_one_and_flat_stays_flat():
         np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("n_out,n_full,factor", [(192, 2972, 8), (183, 2840, 8), (40, 321, 4), (7, 37, 2), (3, 37, 8)])
+@pytest.mark.parametrize("n_out,n_full,factor", [(192, 2972, 8), (183, 2840, 8), (40, 321, 4), (7, 37, 2), (3, 37, 8),
+                                                 (10, 2000, 2)])  # a box of 100 samples: wider combs
 def test_comb_taps_equal_the_box_over_the_dense_synthesis(n_out, n_full, factor):
     """The resizing's weights built from combs of samples equal INTER_AREA's box applied to the
     dense synthesis matrix (so no comb tooth leaked into another's output pixel)."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ImageLoadError
 from ..io.files import open_regular
-from .codecs.wavelet import combs
+from .codecs.wavelet import SPACING, SYNTHESIS_REACH, combs
 
 RESIZE_RULES = ("letterbox", "stretch")
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
@@ -125,7 +125,8 @@ def _synthesis_taps(n_out: int, n_full: int, factor: int) -> tuple[np.ndarray, n
     full-resolution pixels the synthesis rebuilds from the low-pass samples of an `n_full`-pixel
     axis reduced by `factor` (the wavelet's negative lobes can take a result just outside [0, 1])."""
     index, weight = _area_taps(n_out, n_full, 1, 0.0)
-    teeth = combs(n_full, factor)  # [spacing, n_full]
+    box = -(-n_full // (n_out * factor))  # samples one output pixel's box spans, rounded up
+    teeth = combs(n_full, factor, max(SPACING, 2 * (box + SYNTHESIS_REACH) + 2))  # [spacing, n_full]
     per_comb = np.einsum("kt,ckt->kc", weight, teeth[:, index])  # box k over comb c's one sample near it
     spacing, samples = teeth.shape[0], -(-n_full // factor)
     centre = np.round(((np.arange(n_out) + 0.5) * n_full / n_out - 0.5) / factor).astype(np.int64)

@@ -18,8 +18,10 @@ import numpy as np
 
 # ITU-T T.800 Annex F lifting constants of the irreversible 9/7 filter
 ALPHA, BETA, GAMMA = -1.586134342059924, -0.052980118572961, 0.882911075530934
-# A sample's rebuilt pixels reach about 3 samples either side, a resizing box about 1 more: teeth
-# of a comb 32 samples apart never meet in one output pixel (`combs`)
+# A sample's rebuilt pixels reach under 3 samples either side at any level (SYNTHESIS_REACH leaves
+# room), so teeth of a comb more than twice that plus a resizing box apart never meet in one output
+# pixel (`combs`); SPACING is the default, ample for boxes of up to 8 samples
+SYNTHESIS_REACH = 6
 SPACING = 32
 
 
@@ -68,4 +70,4 @@ def combs(n: int, factor: int, spacing: int = SPACING) -> np.ndarray:
     return out
 
 
-__all__ = ["SPACING", "combs", "synthesize"]
+__all__ = ["SPACING", "SYNTHESIS_REACH", "combs", "synthesize"]

@@ -99,3 +99,13 @@ def test_resizing_reads_flat_samples_as_flat_and_refuses_unknown_kernels():
     np.testing.assert_allclose(resize_square(flat, 16, "stretch", shape=(257, 321), kernel="cdf97"), 0.25, atol=1e-6)
     with pytest.raises(ValueError, match="kernel"):
         resize_square(flat, 16, "stretch", shape=(257, 321), kernel="lanczos")
+
+
+def test_wide_boxes_read_the_samples_as_blocks():
+    """A 16 x 100,000 frame at 1/8 to a 32-pixel letterbox: each output pixel's box spans 390
+    samples along the long axis, where the synthesis's shape no longer matters and its combs would
+    take hundreds of megabytes: that axis is read as blocks, the short one still rebuilt."""
+    columns = np.random.default_rng(2).random(12500).astype(np.float32)
+    image = np.repeat(columns[None], 2, axis=0)  # flat along the short axis: its kernel cannot show
+    wide = resize_square(image, 32, shape=(16, 100000), origin=-3.5, kernel="cdf97")
+    np.testing.assert_allclose(wide, resize_square(image, 32, shape=(16, 100000), origin=-3.5, kernel="box"), atol=1e-6)

@@ -38,6 +38,7 @@ from ..io.files import open_regular
 from .codecs.wavelet import SPACING, SYNTHESIS_REACH, combs
 
 RESIZE_RULES = ("letterbox", "stretch")
+MAX_SYNTHESIS_BOX = 16  # samples an output pixel's box may span for the 9/7 synthesis (`_axis_taps`)
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
 # colour image counts as grey stored in colour (e.g. a secondary capture or a PNG saved as RGB).
 GREY_SPREAD = 0.02
@@ -107,16 +108,24 @@ def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int
     factor = next((1 << k for k in range(33) if all(-(-n // (1 << k)) == m for n, m in zip(shape, image.shape))), 0)
     if not factor:
         raise ValueError(f"an image of shape {image.shape} is not a power-of-two reduction of {shape}")
-    if kernel == "cdf97":
-        (rows, row_w), (cols, col_w) = _synthesis_taps(height, shape[0], factor), _synthesis_taps(width, shape[1], factor)
-    elif kernel == "box":
-        (rows, row_w), (cols, col_w) = _area_taps(height, shape[0], factor, origin), _area_taps(width, shape[1], factor, origin)
-    else:
+    if kernel not in ("box", "cdf97"):
         raise ValueError(f"unknown sample kernel {kernel!r} (box or cdf97)")
+    (rows, row_w), (cols, col_w) = (_axis_taps(n_out, n_full, factor, origin, kernel)
+                                    for n_out, n_full in ((height, shape[0]), (width, shape[1])))
     # einsum without `optimize` stays out of BLAS, whose threads would spin against the other workers
     by_rows = np.einsum("ktc,kt->kc", image[rows], row_w)
     resized = np.einsum("rkt,kt->rk", by_rows[:, cols], col_w)
     return (np.clip(resized, 0.0, 1.0) if kernel == "cdf97" else resized).astype(np.float32, copy=False)
+
+
+def _axis_taps(n_out: int, n_full: int, factor: int, origin: float, kernel: str) -> tuple[np.ndarray, np.ndarray]:
+    """One axis's (indices, weights): the 9/7 synthesis's when `kernel` says so and each output
+    pixel's box spans at most MAX_SYNTHESIS_BOX samples; blocks otherwise. Over wider boxes the
+    synthesis's shape no longer changes the mean (it reaches under 3 samples), and its combs would
+    grow with the box (a hostile 16 x 4,000,000 frame: gigabytes)."""
+    if kernel == "cdf97" and n_full <= MAX_SYNTHESIS_BOX * n_out * factor:
+        return _synthesis_taps(n_out, n_full, factor)
+    return _area_taps(n_out, n_full, factor, origin)
 
 
 @lru_cache(maxsize=64)

@@ -12,8 +12,6 @@ texture, which the block staircase happens to stand in for better than a smooth 
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 # ITU-T T.800 Annex F lifting constants of the irreversible 9/7 filter
@@ -55,19 +53,17 @@ def synthesize(low: np.ndarray, n: int, factor: int) -> np.ndarray:
     return out / flat.reshape((n,) + (1,) * (out.ndim - 1))
 
 
-@lru_cache(maxsize=64)
 def combs(n: int, factor: int, spacing: int = SPACING) -> np.ndarray:
     """[spacing, n]: row c is the synthesis of the samples c, c + spacing, c + 2 * spacing, ...
     each 1 (the rest 0). Samples `spacing` apart rebuild pixels too far apart to overlap, so pixel
     i of row c is the weight of the one sample of that comb near i: the whole (banded) synthesis
-    matrix in `spacing` one-dimensional passes instead of one per sample. Read-only."""
+    matrix in `spacing` one-dimensional passes instead of one per sample (not cached: the resizing
+    caches the small weights it makes of them)."""
     m = -(-n // factor)
     teeth = np.zeros((m, spacing))
     for c in range(spacing):
         teeth[c::spacing, c] = 1.0
-    out = np.ascontiguousarray(synthesize(teeth, n, factor).T)
-    out.setflags(write=False)
-    return out
+    return np.ascontiguousarray(synthesize(teeth, n, factor).T)
 
 
 __all__ = ["SPACING", "SYNTHESIS_REACH", "combs", "synthesize"]

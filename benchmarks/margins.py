@@ -1,7 +1,7 @@
 """How far a JPEG 2000 frame may be reduced: the shipped model's outputs, full against reduced
 decoding, as the reduced frame's size nears the model's input.
 
-    python -m benchmarks.margins [--sides 1700,1900,...] [--margins 1.0,1.05,...] [--json OUT.json]
+    python -m benchmarks.margins [--sides 1700,1900,...] [--margins 1.0,1.05,...] [--blocks] [--json OUT.json]
 
 `radedge.images.codecs.jpeg2000.MARGIN` (M) picks the coarsest resolution level whose frame is at
 least M times the size the preprocessing resizes to. The differences it causes depend on the
@@ -16,6 +16,7 @@ difference of the network's outputs against full decoding is kept.
 
 The summary gives, for each margin, the worst difference over the levels it picks: the shipped
 MARGIN is the smallest one whose worst case stays well inside the 0.03 the project allows.
+`--blocks` reads every sample as a block, lossy (9/7) ones included, as before `codecs.wavelet`.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def centre_crop(pixels: np.ndarray, side: int) -> np.ndarray | None:
 
 
 def measure(sides: Sequence[int] = SIDES, margins: Sequence[float] = MARGINS,
-            model: str = "default") -> list[dict[str, Any]]:
+            model: str = "default", blocks: bool = False) -> list[dict[str, Any]]:
     """One row per (crop, kind, level picked by some margin): ratio, the margins that pick it, and
     the largest network-output difference against full decoding."""
     from radedge.images.scorer import ImageScorer
@@ -82,15 +83,17 @@ def measure(sides: Sequence[int] = SIDES, margins: Sequence[float] = MARGINS,
                     for kind in KINDS:
                         path = Path(tmp) / f"{name}-{side}-{kind}.dcm"
                         _write_kind(crop, kind, path)
-                        rows += levels_of(path, name, kind, scorer, spec, margins)
+                        rows += levels_of(path, name, kind, scorer, spec, margins, blocks)
                         path.unlink()
     finally:
         jpeg2000.MARGIN = shipped
     return rows
 
 
-def levels_of(path: Path, name: str, kind: str, scorer: Any, spec: dict, margins: Sequence[float]) -> list[dict[str, Any]]:
-    """The rows of one file: each distinct level the margins pick, scored against full decoding."""
+def levels_of(path: Path, name: str, kind: str, scorer: Any, spec: dict, margins: Sequence[float],
+              blocks: bool = False) -> list[dict[str, Any]]:
+    """The rows of one file: each distinct level the margins pick, scored against full decoding
+    (`blocks`: its samples read as blocks whatever the wavelet)."""
     full = read_dicom(path, voi=spec["voi"])
     reference = scorer.infer(preprocess(full.image, spec)[None])[0]
     trained = np.isfinite(reference)
@@ -101,10 +104,11 @@ def levels_of(path: Path, name: str, kind: str, scorer: Any, spec: dict, margins
         if not red.decoded.startswith("jpeg2000"):
             continue
         if red.decoded not in picked:
-            out = scorer.infer(preprocess(red.image, spec, red.shape, red.origin, red.kernel)[None])[0]
+            kernel = "box" if blocks else red.kernel
+            out = scorer.infer(preprocess(red.image, spec, red.shape, red.origin, kernel)[None])[0]
             ratio = max(red.image.shape) / spec["size"]
             picked[red.decoded] = {"source": name, "kind": kind, "shape": list(full.image.shape),
-                                   "decoded": red.decoded, "kernel": red.kernel, "ratio": round(ratio, 3),
+                                   "decoded": red.decoded, "kernel": kernel, "ratio": round(ratio, 3),
                                    "max_diff": float(np.abs(out - reference)[trained].max()), "margins": []}
         picked[red.decoded]["margins"].append(margin)
     return list(picked.values())
@@ -149,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sides", default=",".join(map(str, SIDES)), help="long sides of the centre crops, in pixels")
     ap.add_argument("--margins", default=",".join(map(str, MARGINS)), help="JPEG 2000 margins to try")
     ap.add_argument("--model", default="default", help="default | model name or folder")
+    ap.add_argument("--blocks", action="store_true", help="read every sample as a block (lossy ones too)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the summary here")
     args = ap.parse_args(argv)
     try:
@@ -158,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--sides takes integers and --margins numbers, comma-separated")
     if not sides or min(sides) < 64 or not margins or min(margins) < 1:
         ap.error("--sides must be at least 64 pixels and --margins at least 1")
-    rows = measure(sides, margins, args.model)
+    rows = measure(sides, margins, args.model, args.blocks)
     worst = worst_by_margin(rows)
     print(format_rows(rows))
     print()

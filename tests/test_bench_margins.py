@@ -45,6 +45,9 @@ def test_levels_of_scores_each_distinct_level_once(tmp_path):
     assert len(decoded) == len(set(decoded)) >= 2  # 256 x 320 to 32: 1/8 at margin 1, 1/2 at 4
     assert sorted(m for r in rows for m in r["margins"]) == [1.0, 1.5, 2.0, 4.0]
     assert all(r["kernel"] == "cdf97" and r["max_diff"] < 0.05 for r in rows)
+    as_blocks = levels_of(path, "smooth", "j2k-lossy", _Scorer(), dict(SPEC), [1.0], blocks=True)
+    jpeg2000.MARGIN = shipped
+    assert [r["kernel"] for r in as_blocks] == ["box"] and as_blocks[0]["decoded"] == rows[0]["decoded"]
 
 
 @pytest.mark.parametrize("argv", [["--sides", "big"], ["--margins", "0.5"], ["--sides", "10"], ["--margins", ""]])

@@ -247,7 +247,7 @@ def time_stages(path: Path, spec: dict[str, Any], repeats: int = 3, reduced: boo
     need = resized_shape(shape, s["size"], s["resize"]) if reduced else None
     frame, decode_s = _median(lambda: decode_frame(read_dataset(path), need), repeats)
     (image, _), lut_s = _median(lambda: grey_intensity(ds, frame.stored, bool(spec.get("voi")), frame.extremes), repeats)
-    _, pre_s = _median(lambda: preprocess(image, spec, shape, frame.origin), repeats)
+    _, pre_s = _median(lambda: preprocess(image, spec, shape, frame.origin, frame.kernel), repeats)
     return {"file": str(path), "transfer_syntax": ds.file_meta.TransferSyntaxUID.name, "decoded": frame.how,
             "shape": list(shape), "decoded_shape": list(frame.stored.shape), "read_s": read_s,
             "decode_s": max(decode_s - read_s, 0.0), "lut_s": lut_s, "preprocess_s": pre_s,

@@ -72,21 +72,18 @@ def measure(sides: Sequence[int] = SIDES, margins: Sequence[float] = MARGINS,
     path_, _ = model_path(model)
     scorer = ImageScorer.load(str(path_), batch_size=1, reduced=False)
     spec = scorer.spec
-    shipped, rows = jpeg2000.MARGIN, []
-    try:
-        with tempfile.TemporaryDirectory(prefix="radedge-margins-") as tmp:
-            for name, pixels in sources().items():
-                for side in sides:
-                    crop = centre_crop(pixels, side)
-                    if crop is None:
-                        continue
-                    for kind in KINDS:
-                        path = Path(tmp) / f"{name}-{side}-{kind}.dcm"
-                        _write_kind(crop, kind, path)
-                        rows += levels_of(path, name, kind, scorer, spec, margins, blocks)
-                        path.unlink()
-    finally:
-        jpeg2000.MARGIN = shipped
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="radedge-margins-") as tmp:
+        for name, pixels in sources().items():
+            for side in sides:
+                crop = centre_crop(pixels, side)
+                if crop is None:
+                    continue
+                for kind in KINDS:
+                    path = Path(tmp) / f"{name}-{side}-{kind}.dcm"
+                    _write_kind(crop, kind, path)
+                    rows += levels_of(path, name, kind, scorer, spec, margins, blocks)
+                    path.unlink()
     return rows
 
 
@@ -99,8 +96,7 @@ def levels_of(path: Path, name: str, kind: str, scorer: Any, spec: dict, margins
     trained = np.isfinite(reference)
     picked: dict[str, dict[str, Any]] = {}
     for margin in margins:
-        jpeg2000.MARGIN = margin
-        red = read_dicom(path, voi=spec["voi"], decode_for=spec)
+        red = read_at_margin(path, spec, margin)
         if not red.decoded.startswith("jpeg2000"):
             continue
         if red.decoded not in picked:
@@ -112,6 +108,15 @@ def levels_of(path: Path, name: str, kind: str, scorer: Any, spec: dict, margins
                                    "max_diff": float(np.abs(out - reference)[trained].max()), "margins": []}
         picked[red.decoded]["margins"].append(margin)
     return list(picked.values())
+
+
+def read_at_margin(path: Path, spec: dict, margin: float) -> Any:
+    """`read_dicom` reduced with `jpeg2000.MARGIN` set to `margin` for the call."""
+    shipped, jpeg2000.MARGIN = jpeg2000.MARGIN, margin
+    try:
+        return read_dicom(path, voi=spec["voi"], decode_for=spec)
+    finally:
+        jpeg2000.MARGIN = shipped
 
 
 def worst_by_margin(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

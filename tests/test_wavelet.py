@@ -10,7 +10,7 @@ from radedge.images.codecs import jpeg2000
 from radedge.images.codecs.reduced import single_frame
 from radedge.images.codecs.wavelet import ALPHA, BETA, GAMMA, synthesize
 from radedge.images.dicom import read_dataset, read_dicom
-from radedge.images.preprocess import _area_taps, _synthesis_taps, preprocess, resize_square
+from radedge.images.preprocess import _area_taps, _axis_taps, _synthesis_taps, preprocess, resize_square
 from tests.test_dicom_decode import SPEC, compressed, smooth
 
 DELTA = 0.443506852043971  # T.800 step 3 (its inverse adds nothing when the details are zero)
@@ -69,6 +69,35 @@ def test_synthesis_rebuilds_a_cubic_from_its_low_band():
     assert np.abs(wrong[12:-12] - x[12:-12]).max() > 5 * np.abs(rebuilt[12:-12] - x[12:-12]).max()
 
 
+def test_one_sample_axes_and_their_neighbours():
+    np.testing.assert_allclose(synthesize(np.array([0.7]), 1, 4), [0.7])
+    np.testing.assert_allclose(synthesize(np.array([0.3]), 2, 2), [0.3, 0.3])
+    np.testing.assert_allclose(synthesize(np.array([0.2, 0.2]), 3, 2), [0.2, 0.2, 0.2])
+
+
+def header(*segments: bytes) -> bytes:
+    """SOC, a SIZ stub, the given marker segments, SOT."""
+    return b"\xff\x4f" + b"\xff\x51\x00\x04\x00\x00" + b"".join(segments) + b"\xff\x90\x00\x0a"
+
+
+def cod(transform: int) -> bytes:  # Lcod 12: Scod, SGcod (4), SPcod (levels, xcb, ycb, style, transform)
+    return b"\xff\x52\x00\x0c" + bytes([0, 0, 0, 1, 0, 5, 4, 4, 0, transform])
+
+
+def coc(component: int, transform: int) -> bytes:  # Lcoc 9: Ccoc, Scoc, SPcoc
+    return b"\xff\x53\x00\x09" + bytes([component, 0, 5, 4, 4, 0, transform])
+
+
+def test_transformation_reads_cod_then_a_coc_for_component_0_and_refuses_broken_headers():
+    assert jpeg2000.transformation(header(cod(1))) == 1
+    assert jpeg2000.transformation(header(cod(1), coc(0, 0))) == jpeg2000.IRREVERSIBLE  # COC overrides
+    assert jpeg2000.transformation(header(coc(0, 0), cod(1))) == jpeg2000.IRREVERSIBLE  # in any order
+    assert jpeg2000.transformation(header(cod(1), coc(1, 0))) == 1  # another component's
+    assert jpeg2000.transformation(header(b"\xff\x52\x00\x00" + cod(0))) is None  # a zero length
+    assert jpeg2000.transformation(header(b"\xff\x52\x00\x04\x00\x00")) is None  # a COD too short
+    assert jpeg2000.transformation(header(cod(0))[:20]) is None  # cut inside COD
+
+
 @pytest.mark.parametrize("ts,expected", [(JPEG2000, jpeg2000.IRREVERSIBLE), (JPEG2000Lossless, 1)])
 def test_transformation_is_read_from_the_cod_marker(tmp_path, ts, expected):
     frame = single_frame(read_dataset(compressed(tmp_path / "j.dcm", smooth(), ts)))
@@ -98,6 +127,17 @@ def test_resizing_reads_flat_samples_as_flat_and_refuses_unknown_kernels():
     np.testing.assert_allclose(resize_square(flat, 16, "stretch", shape=(257, 321), kernel="cdf97"), 0.25, atol=1e-6)
     with pytest.raises(ValueError, match="kernel"):
         resize_square(flat, 16, "stretch", shape=(257, 321), kernel="lanczos")
+
+
+def test_very_long_axes_read_the_samples_as_blocks():
+    """An axis over MAX_SYNTHESIS_AXIS pixels (192 x 349,525 fits the pixel cap) is read as blocks:
+    its combs would take hundreds of megabytes."""
+    for n_full, factor in [(20000, 128), (349525, 128)]:
+        taps, weights = _axis_taps(192, n_full, factor, -(factor - 1) / 2, "cdf97")
+        expected = _area_taps(192, n_full, factor, -(factor - 1) / 2)
+        np.testing.assert_array_equal(taps, expected[0])
+        np.testing.assert_array_equal(weights, expected[1])
+    assert _axis_taps(192, 2972, 8, -3.5, "cdf97")[0] is _synthesis_taps(192, 2972, 8)[0]  # a film's: synthesis
 
 
 def test_wide_boxes_read_the_samples_as_blocks():

@@ -35,10 +35,12 @@ import numpy as np
 
 from ..errors import ImageLoadError
 from ..io.files import open_regular
+from .codecs.levels import reduced_size
 from .codecs.wavelet import SPACING, SYNTHESIS_REACH, combs
 
 RESIZE_RULES = ("letterbox", "stretch")
 MAX_SYNTHESIS_BOX = 16  # samples an output pixel's box may span for the 9/7 synthesis (`_axis_taps`)
+MAX_SYNTHESIS_AXIS = 16384  # and pixels the axis may have (its combs are that long)
 # Mean per-pixel channel spread (max - min over R, G, B, on the [0, 1] scale) at or below which a
 # colour image counts as grey stored in colour (e.g. a secondary capture or a PNG saved as RGB).
 GREY_SPREAD = 0.02
@@ -119,11 +121,12 @@ def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int
 
 
 def _axis_taps(n_out: int, n_full: int, factor: int, origin: float, kernel: str) -> tuple[np.ndarray, np.ndarray]:
-    """One axis's (indices, weights): the 9/7 synthesis's when `kernel` says so and each output
-    pixel's box spans at most MAX_SYNTHESIS_BOX samples; blocks otherwise. Over wider boxes the
-    synthesis's shape no longer changes the mean (it reaches under 3 samples), and its combs would
-    grow with the box (a hostile 16 x 4,000,000 frame: gigabytes)."""
-    if kernel == "cdf97" and n_full <= MAX_SYNTHESIS_BOX * n_out * factor:
+    """One axis's (indices, weights): the 9/7 synthesis's when `kernel` says so, each output
+    pixel's box spans at most MAX_SYNTHESIS_BOX samples and the axis at most MAX_SYNTHESIS_AXIS
+    pixels; blocks otherwise. Over wider boxes the synthesis's shape no longer changes the mean (it
+    reaches under 3 samples), and its combs grow with the box and the axis (a hostile 16 x
+    4,000,000 frame: gigabytes; 192 x 349,525: half a gigabyte)."""
+    if kernel == "cdf97" and n_full <= min(MAX_SYNTHESIS_AXIS, MAX_SYNTHESIS_BOX * n_out * factor):
         return _synthesis_taps(n_out, n_full, factor)
     return _area_taps(n_out, n_full, factor, origin)
 
@@ -134,17 +137,23 @@ def _synthesis_taps(n_out: int, n_full: int, factor: int) -> tuple[np.ndarray, n
     full-resolution pixels the synthesis rebuilds from the low-pass samples of an `n_full`-pixel
     axis reduced by `factor` (the wavelet's negative lobes can take a result just outside [0, 1])."""
     index, weight = _area_taps(n_out, n_full, 1, 0.0)
-    box = -(-n_full // (n_out * factor))  # samples one output pixel's box spans, rounded up
+    box = reduced_size(n_full, n_out * factor)  # samples one output pixel's box spans, rounded up
     teeth = combs(n_full, factor, max(SPACING, 2 * (box + SYNTHESIS_REACH) + 2))  # [spacing, n_full]
     per_comb = np.einsum("kt,ckt->kc", weight, teeth[:, index])  # box k over comb c's one sample near it
-    spacing, samples = teeth.shape[0], -(-n_full // factor)
+    spacing, samples = teeth.shape[0], reduced_size(n_full, factor)
     centre = np.round(((np.arange(n_out) + 0.5) * n_full / n_out - 0.5) / factor).astype(np.int64)
     taps = centre[:, None] + np.arange(-(spacing // 2) + 1, spacing // 2)
     inside = (taps >= 0) & (taps < samples)
     weights = np.where(inside, np.take_along_axis(per_comb, taps % spacing, axis=1), 0.0)
     used = np.flatnonzero(np.abs(weights).max(axis=0) > 1e-9)  # trim the taps no row uses
-    taps, weights = taps[:, used[0]:used[-1] + 1], weights[:, used[0]:used[-1] + 1]
-    return np.clip(taps, 0, samples - 1), weights.astype(np.float32)
+    taps, weights = np.clip(taps[:, used[0]:used[-1] + 1], 0, samples - 1), weights[:, used[0]:used[-1] + 1]
+    return _read_only(taps), _read_only(weights.astype(np.float32))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A cached array no caller may change."""
+    array.setflags(write=False)
+    return array
 
 
 def resize_square(image: np.ndarray, size: int, rule: str = "letterbox",

@@ -24,7 +24,7 @@ MAX_LEVEL = 32  # openjpeg's limit on decomposition levels
 # move no more than at 2 (largest difference 0.028 lossless, 0.018 lossy); below 1.15 up to 0.05 and
 # 0.11. 1.5 keeps that distance from the edge and still takes a 3,000-pixel film to 1/8.
 MARGIN = 1.5
-COD, SOT = b"\xff\x52", b"\xff\x90"
+COD, COC, SOT = b"\xff\x52", b"\xff\x53", b"\xff\x90"
 IRREVERSIBLE = 0  # COD's wavelet transformation byte: 0 = 9/7 irreversible, 1 = 5/3 reversible
 
 
@@ -34,15 +34,21 @@ def origin(factor: int) -> float:
 
 
 def transformation(frame: bytes) -> int | None:
-    """The main header's wavelet transformation (COD, T.800 A.6.1): IRREVERSIBLE (9/7) or 1 (5/3);
-    None when the header cannot be read (the frame is then read as blocks)."""
+    """The main header's wavelet transformation for the (one) component: IRREVERSIBLE (9/7) or 1
+    (5/3), from COD, or from a COC for component 0, which overrides it (T.800 A.6.1, A.6.2); None
+    when the header cannot be read (the frame is then read as blocks)."""
     start = frame.find(b"\xff\x4f\xff\x51")  # SOC, SIZ: past a JP2 wrapper's boxes
-    pos = start + 2 if start >= 0 else len(frame)
+    pos, found = (start + 2 if start >= 0 else len(frame)), {}
     while pos + 4 <= len(frame) and frame[pos:pos + 2] != SOT:
-        if frame[pos:pos + 2] == COD:
-            return frame[pos + 13] if pos + 13 < len(frame) else None
-        pos += 2 + int.from_bytes(frame[pos + 2:pos + 4], "big")
-    return None
+        marker, length = frame[pos:pos + 2], int.from_bytes(frame[pos + 2:pos + 4], "big")
+        if length < 2 or pos + 2 + length > len(frame):
+            return None  # a broken or cut header
+        if marker == COD and length >= 12:
+            found.setdefault(COD, frame[pos + 13])
+        elif marker == COC and length >= 9 and frame[pos + 4] == 0:  # Ccoc is one byte below 257 components
+            found[COC] = frame[pos + 10]
+        pos += 2 + length
+    return found.get(COC, found.get(COD))
 
 
 def kernel(frame: bytes) -> str:

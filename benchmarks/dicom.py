@@ -199,10 +199,17 @@ def _write_kind(pixels12: np.ndarray, kind: str, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def twelve_bit(jpg: Path) -> np.ndarray:
+    """A full-res JPEG original as 12-bit grey pixels (8-bit values spread over 0..4095)."""
+    from PIL import Image
+
+    pixels8 = np.asarray(Image.open(jpg).convert("L"))
+    return ((pixels8.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)
+
+
 def fullsize_folder(root: Path = FULLSIZE_CACHE) -> dict[str, list[Path]]:
     """kind -> the full-size files of that kind (see the module docstring); built once, then reused."""
     import pydicom
-    from PIL import Image
 
     sources = {p.stem: p for p in sorted(FULL_RES.glob("*.jpg"))}
     out: dict[str, list[Path]] = {k: [] for k in KINDS}
@@ -219,8 +226,7 @@ def fullsize_folder(root: Path = FULLSIZE_CACHE) -> dict[str, list[Path]]:
         for stem, src in sources.items():
             path = root / kind / f"{stem}.dcm"
             if not path.is_file():
-                pixels8 = np.asarray(Image.open(src).convert("L"))
-                _write_kind(((pixels8.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16), kind, path)
+                _write_kind(twelve_bit(src), kind, path)
             out[kind].append(path)
     return out
 

@@ -32,7 +32,7 @@ from radedge.images.codecs import jpeg2000
 from radedge.images.dicom import read_dicom
 from radedge.images.preprocess import preprocess
 
-from .dicom import DATA, FULL_RES, STUDY05, _write_kind, model_path
+from .dicom import DATA, FULL_RES, STUDY05, _write_kind, model_path, twelve_bit
 from export.cli import command_parser, run_command
 
 SIDES = (1700, 1900, 2100, 2300, 2500, 2700, 2900, 3100, 3300, 3500, 3700, 3900, 4100)
@@ -43,12 +43,9 @@ KINDS = ("j2k-lossless", "j2k-lossy")
 def sources() -> dict[str, np.ndarray]:
     """name -> 12-bit pixels of the full-size radiographs (as `benchmarks.dicom.fullsize_folder`)."""
     import pydicom
-    from PIL import Image
 
     out = {"STUDY05": pydicom.dcmread(DATA / STUDY05["j2k-lossless"]).pixel_array}
-    for path in sorted(FULL_RES.glob("*.jpg")):
-        pixels8 = np.asarray(Image.open(path).convert("L"))
-        out[path.stem] = ((pixels8.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)
+    out.update((path.stem, twelve_bit(path)) for path in sorted(FULL_RES.glob("*.jpg")))
     return out
 
 

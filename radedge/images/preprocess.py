@@ -107,7 +107,7 @@ def _resize_reduced(image: np.ndarray, height: int, width: int, shape: tuple[int
                     origin: float, kernel: str = "box") -> np.ndarray:
     """INTER_AREA's box, over the full-resolution grid, of an image decoded at reduced size: its
     samples taken as blocks ("box") or rebuilt by the JPEG 2000 9/7 synthesis ("cdf97")."""
-    factor = next((1 << k for k in range(33) if all(-(-n // (1 << k)) == m for n, m in zip(shape, image.shape))), 0)
+    factor = next((1 << k for k in range(33) if all(reduced_size(n, 1 << k) == m for n, m in zip(shape, image.shape))), 0)
     if not factor:
         raise ValueError(f"an image of shape {image.shape} is not a power-of-two reduction of {shape}")
     if kernel not in ("box", "cdf97"):
